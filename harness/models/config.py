@@ -1,0 +1,214 @@
+"""The one model config: a frozen dataclass validated on creation.
+
+Both model kinds (MemoryFormer and the dense Pythia-style baseline) share it, so a study can swap
+`kind` and keep everything else. Memory-layer knobs are ignored by the dense kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from harness.models.memory_layer import WEIGHTINGS
+
+KINDS = ("memoryformer", "dense")
+FFN_ACTIVATIONS = ("none", "gelu")
+TABLE_BYTES_PER_VALUE = 4  # tables are stored in fp32
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field and what is allowed."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class MemoryLayerSpec:
+    """Shape of one memory layer inside a block, derived from a ModelConfig."""
+
+    name: str
+    in_features: int
+    out_features: int
+    chunk_size: int
+    bucket_bits: int
+    num_tables: int
+
+    @property
+    def table_values(self) -> int:
+        # (num_tables, 2**bucket_bits, out_features): SPEC section 1, item 3
+        return self.num_tables * 2**self.bucket_bits * self.out_features
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "custom"
+    kind: str = "memoryformer"  # one of KINDS
+    vocab_size: int = 50304  # Pythia pads GPT-NeoX's 50,277 tokens to a multiple of 128
+    context_length: int = 2048
+    n_layer: int = 6
+    d_model: int = 512
+    n_head: int = 8
+    rotary_pct: float = 0.25  # share of each head's dims that get rotary embeddings (Pythia)
+    rotary_base: float = 10000.0
+    norm_eps: float = 1e-5
+    init_std: float = 0.02  # embedding, linear layers and hash tables alike
+
+    # Memory layer knobs (SPEC section 2). None ties a knob to the paper: b = c, K = d / c.
+    chunk_size: int = 8
+    bucket_bits: int | None = None
+    num_tables: int | None = None
+    expansion_bits: int = 2  # FFN hidden width is (c + e) * K, layer-2 tables have 2**(b + e) rows
+    temperature: float = 1.0
+    weighting: str = "paper"  # one of WEIGHTINGS
+    ffn_activation: str = "none"  # one of FFN_ACTIVATIONS; the paper uses none (Table 6)
+    hash_seed: int = 0  # seeds the permutation stream and the SimHash hyperplanes
+    max_layer_table_gib: float = 8.0  # refuse a single memory layer whose tables exceed this
+
+    # Dense baseline
+    mlp_ratio: int = 4
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # Derived values. Stored fields keep None so that `replace(chunk_size=4)` re-ties b and K.
+    @property
+    def resolved_bucket_bits(self) -> int:
+        return self.chunk_size if self.bucket_bits is None else self.bucket_bits
+
+    @property
+    def resolved_num_tables(self) -> int:
+        return self.d_model // self.chunk_size if self.num_tables is None else self.num_tables
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def ffn_hidden(self) -> int:
+        if self.kind == "dense":
+            return self.mlp_ratio * self.d_model
+        return (self.chunk_size + self.expansion_bits) * self.resolved_num_tables
+
+    def memory_layers(self) -> list[MemoryLayerSpec]:
+        """The memory layers of one block (empty for the dense kind), SPEC section 3."""
+        if self.kind != "memoryformer":
+            return []
+        d, c, e = self.d_model, self.chunk_size, self.expansion_bits
+        b, k = self.resolved_bucket_bits, self.resolved_num_tables
+        return [
+            # Q, K and V share one hash of the normed input, so one layer with 3d-wide rows is
+            # exactly the paper's three layers: same buckets and weights, tables side by side.
+            MemoryLayerSpec("qkv", d, 3 * d, c, b, k),
+            MemoryLayerSpec("ffn_in", d, self.ffn_hidden, c, b, k),
+            MemoryLayerSpec("ffn_out", self.ffn_hidden, d, c + e, b + e, k),
+        ]
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown field; allowed: {', '.join(field_names())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        return cls().replace(**values)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(ModelConfig)]
+
+
+def _validate(cfg: ModelConfig) -> None:
+    _check_type(cfg, "name", str)
+    _check_choice(cfg, "kind", KINDS)
+    _check_choice(cfg, "weighting", WEIGHTINGS)
+    _check_choice(cfg, "ffn_activation", FFN_ACTIVATIONS)
+    for name in ("vocab_size", "context_length", "n_layer", "d_model", "n_head", "chunk_size",
+                 "mlp_ratio"):
+        _check_int(cfg, name, minimum=1)
+    _check_int(cfg, "expansion_bits", minimum=0)
+    _check_int(cfg, "hash_seed", minimum=0)
+    for name in ("bucket_bits", "num_tables"):
+        if getattr(cfg, name) is not None:
+            _check_int(cfg, name, minimum=1)
+    for name in ("rotary_base", "norm_eps", "temperature", "max_layer_table_gib"):
+        _check_float(cfg, name, positive=True)
+    _check_float(cfg, "init_std", positive=False)
+    _check_float(cfg, "rotary_pct", positive=False)
+    if cfg.rotary_pct > 1:
+        raise ConfigError("rotary_pct", f"{cfg.rotary_pct} is outside the allowed range [0, 1]")
+    if cfg.d_model % cfg.n_head:
+        raise ConfigError("n_head", f"{cfg.n_head} does not divide d_model={cfg.d_model}; "
+                          f"allowed: a divisor of {cfg.d_model}")
+    if cfg.chunk_size > cfg.d_model:
+        raise ConfigError("chunk_size", f"{cfg.chunk_size} is wider than d_model={cfg.d_model}; "
+                          f"allowed: 1..{cfg.d_model}")
+    if cfg.kind == "memoryformer":
+        _check_table_memory(cfg)
+
+
+def _check_table_memory(cfg: ModelConfig) -> None:
+    limit = cfg.max_layer_table_gib * 2**30
+    for spec in cfg.memory_layers():
+        need = spec.table_values * TABLE_BYTES_PER_VALUE
+        if need <= limit:
+            continue
+        row_bytes = spec.num_tables * spec.out_features * TABLE_BYTES_PER_VALUE
+        fit = max(int(limit // row_bytes).bit_length() - 1, 0)  # most bits whose tables fit
+        # Layers are checked in order, so a failing ffn_out means b fits and e is too large;
+        # otherwise blame b, or c where b is tied to it.
+        if spec.name == "ffn_out":
+            field_name, allowed = "expansion_bits", fit - cfg.resolved_bucket_bits
+        else:
+            field_name = "chunk_size" if cfg.bucket_bits is None else "bucket_bits"
+            allowed = fit
+        raise ConfigError(
+            field_name,
+            f"{getattr(cfg, field_name)} makes the {spec.name} layer's tables "
+            f"{spec.num_tables} x 2^{spec.bucket_bits} rows x {spec.out_features} values = "
+            f"{format_bytes(need)} in fp32, over max_layer_table_gib={cfg.max_layer_table_gib}; "
+            f"allowed: {field_name} <= {max(allowed, 0)} here (or raise max_layer_table_gib)",
+        )
+
+
+def _check_type(cfg: ModelConfig, name: str, kind: type) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, kind):
+        raise ConfigError(name, f"{value!r} is a {type(value).__name__}; allowed: {kind.__name__}")
+
+
+def _check_choice(cfg: ModelConfig, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ConfigError(name, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def _check_int(cfg: ModelConfig, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"{value!r} is not an integer; allowed: integers >= {minimum}")
+    if value < minimum:
+        raise ConfigError(name, f"{value} is too small; allowed: integers >= {minimum}")
+
+
+def _check_float(cfg: ModelConfig, name: str, positive: bool) -> None:
+    value = getattr(cfg, name)
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(name, f"{value!r} is not a number; allowed: numbers {bound}")
+    if value < 0 or (positive and value == 0) or value != value:
+        raise ConfigError(name, f"{value} is out of range; allowed: numbers {bound}")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

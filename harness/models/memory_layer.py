@@ -1,0 +1,169 @@
+"""MemoryLayer: the paper's hash-table replacement for `nn.Linear` (Ding et al. 2024, Eq. 2-12).
+
+Pure torch and self-contained, so the layer can be copied out of the harness. Called exactly like
+`nn.Linear(in_features, out_features)`: input (..., in_features) -> output (..., out_features).
+
+For each of K tables, a chunk z of the input picks one of 2**b rows by the signs of its values
+(a locality-sensitive hash), and the row is scaled by a differentiable weight p(z):
+
+    bucket(z) = sum_j [h_j >= 0] 2**j            Eq. 2-4, element 0 is the least significant bit
+    p(z)      = prod_j sigmoid(2 |h_j| / t)      Eq. 8-10 in closed form (see bucket_weights)
+    y         = sum_k p(z_k) T_k[bucket(z_k)]    Eq. 11
+
+where h = z when bucket_bits == chunk_size (the paper), else h = z @ H for fixed +-1 hyperplanes H.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHTINGS = ("paper", "l1")
+
+
+class MemoryLayer(nn.Module):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        chunk_size: int = 8,
+        bucket_bits: int | None = None,
+        num_tables: int | None = None,
+        temperature: float = 1.0,
+        weighting: str = "paper",
+        bias: bool = False,
+        seed: int = 0,
+        init_std: float = 0.02,
+    ):
+        super().__init__()
+        _check_int("in_features", in_features)
+        _check_int("out_features", out_features)
+        _check_int("chunk_size", chunk_size, top=in_features)
+        bucket_bits = chunk_size if bucket_bits is None else bucket_bits
+        num_tables = in_features // chunk_size if num_tables is None else num_tables
+        _check_int("bucket_bits", bucket_bits, top=62)  # bucket indices are int64
+        _check_int("num_tables", num_tables)
+        if not temperature > 0:
+            raise ValueError(f"temperature: {temperature!r} is not allowed; allowed: numbers > 0")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting: {weighting!r} is not allowed; "
+                             f"allowed: {', '.join(WEIGHTINGS)}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.chunk_size = chunk_size
+        self.bucket_bits = bucket_bits
+        self.num_tables = num_tables
+        self.temperature = float(temperature)
+        self.weighting = weighting
+        self.init_std = init_std
+
+        self.tables = nn.Parameter(torch.empty(num_tables, 2**bucket_bits, out_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+
+        # Fixed, seeded hashing state lives in persistent buffers: a reloaded layer hashes exactly
+        # as the saved one did, whatever the RNG of the loading machine.
+        device = self.tables.device
+        generator = torch.Generator().manual_seed(seed)
+        stream = _input_stream(in_features, num_tables * chunk_size, generator)
+        self.register_buffer("input_index", None if stream is None else stream.to(device))
+        planes = None
+        if bucket_bits != chunk_size:
+            planes = _hyperplanes(num_tables, chunk_size, bucket_bits, generator).to(device)
+        self.register_buffer("hyperplanes", planes)
+        # Derived constants: cheap to rebuild, so kept out of the state dict.
+        bit_values = 2 ** torch.arange(bucket_bits, device=device)  # (b,)
+        row_offsets = torch.arange(num_tables, device=device) * 2**bucket_bits  # (K,)
+        self.register_buffer("bit_values", bit_values, persistent=False)
+        self.register_buffer("row_offsets", row_offsets, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.tables, std=self.init_std)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def chunks(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (..., K, c): chunk k is positions [k*c, (k+1)*c) of the stream."""
+        if self.input_index is not None:
+            x = x.index_select(-1, self.input_index)
+        else:
+            x = x[..., : self.num_tables * self.chunk_size]
+        return x.unflatten(-1, (self.num_tables, self.chunk_size))
+
+    def hash_values(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (..., K, b): the values whose signs select each table's row."""
+        z = self.chunks(x)
+        if self.hyperplanes is None:
+            return z
+        return torch.einsum("...kc,kcb->...kb", z, self.hyperplanes.to(z.dtype))
+
+    def bucket_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> LongTensor (..., K) in [0, 2**b). Not differentiable."""
+        return self._indices(self.hash_values(x))
+
+    def bucket_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (..., K): p(z) of Eq. 10, times ||z||_1 for `l1` weighting."""
+        return self._weights(self.hash_values(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hash_values(x)  # (..., K, b)
+        rows = (self._indices(h) + self.row_offsets).reshape(-1, self.num_tables)  # (N, K)
+        weights = self._weights(h).reshape(-1, self.num_tables).to(self.tables.dtype)  # (N, K)
+        # Each token is one bag of K rows of the flattened tables: a weighted gather-sum that reads
+        # K * out_features values and writes gradient only into the rows it read (Eq. 12).
+        flat_tables = self.tables.view(-1, self.out_features)  # (K * 2**b, out)
+        y = F.embedding_bag(rows, flat_tables, per_sample_weights=weights, mode="sum")
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def _indices(self, h: torch.Tensor) -> torch.Tensor:
+        bits = (h >= 0).long()  # sign(0) counts as +1
+        return (bits * self.bit_values).sum(-1)
+
+    def _weights(self, h: torch.Tensor) -> torch.Tensor:
+        # The softmax over all 2**b sign codes c at the selected code,
+        #   exp(<h, sign h>/t) / sum_c exp(<h, c>/t),
+        # factorises over bits into prod_j sigmoid(2|h_j|/t); in log space for stability.
+        log_p = F.logsigmoid(2 * h.abs() / self.temperature).sum(-1)
+        p = log_p.exp()
+        if self.weighting == "l1":
+            p = p * h.abs().sum(-1)
+        return p
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"chunk_size={self.chunk_size}, bucket_bits={self.bucket_bits}, "
+                f"num_tables={self.num_tables}, temperature={self.temperature}, "
+                f"weighting={self.weighting}, bias={self.bias is not None}")
+
+
+def _input_stream(in_features: int, length: int, generator: torch.Generator) -> torch.Tensor | None:
+    """Identity order, then seeded permutations of the inputs, cut to `length` (SPEC section 2).
+
+    None when the identity prefix suffices (K * c <= in_features): a slice, no gather.
+    """
+    if length <= in_features:
+        return None
+    copies = math.ceil(length / in_features)
+    parts = [torch.arange(in_features)]
+    parts += [torch.randperm(in_features, generator=generator) for _ in range(copies - 1)]
+    return torch.cat(parts)[:length]
+
+
+def _hyperplanes(num_tables: int, chunk_size: int, bucket_bits: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """(K, c, b) of +-1: bit j of table k is the sign of a fixed +-1 combination (SimHash)."""
+    signs = torch.randint(0, 2, (num_tables, chunk_size, bucket_bits), generator=generator)
+    return (2 * signs - 1).to(torch.get_default_dtype())
+
+
+def _check_int(name: str, value: int, top: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
+            top is not None and value > top):
+        allowed = "integers >= 1" if top is None else f"integers 1..{top}"
+        raise ValueError(f"{name}: {value!r} is not allowed; allowed: {allowed}")

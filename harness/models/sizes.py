@@ -1,0 +1,82 @@
+"""Parameter counts and bytes from a config alone, without allocating the model.
+
+Paper-size MemoryFormers do not fit this machine (MemoryFormer-base holds about 6.6 B table
+values, 26 GiB in fp32), so their sizes must come from arithmetic; a test checks the arithmetic
+against models built on the meta device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.models.config import TABLE_BYTES_PER_VALUE, ModelConfig
+
+PARAM_BYTES = 4  # every parameter is fp32
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    table_params: int  # hash-table values, all blocks
+    other_params: int  # embedding, norms, linear layers, LM head
+    block_table_params: int  # per block
+    block_other_params: int  # per block
+
+    @property
+    def total_params(self) -> int:
+        return self.table_params + self.other_params
+
+    @property
+    def table_bytes(self) -> int:
+        return self.table_params * TABLE_BYTES_PER_VALUE
+
+    @property
+    def other_bytes(self) -> int:
+        return self.other_params * PARAM_BYTES
+
+    @property
+    def total_bytes(self) -> int:
+        return self.table_bytes + self.other_bytes
+
+
+def block_param_counts(config: ModelConfig) -> tuple[int, int]:
+    """(table values, other parameters) of one block."""
+    d, hidden = config.d_model, config.ffn_hidden
+    norm = 2 * d  # LayerNorm weight and bias
+    if config.kind == "dense":
+        qkv, proj = 3 * d * d + 3 * d, d * d + d
+        mlp = d * hidden + hidden + hidden * d + d
+        return 0, 2 * norm + qkv + proj + mlp
+    tables = sum(spec.table_values for spec in config.memory_layers())
+    return tables, 2 * norm + 2 * hidden  # attention norm, FFN input norm, FFN middle norm
+
+
+def model_size(config: ModelConfig) -> ModelSize:
+    block_tables, block_other = block_param_counts(config)
+    shared = 2 * config.vocab_size * config.d_model + 2 * config.d_model  # embed, head, final norm
+    return ModelSize(
+        table_params=config.n_layer * block_tables,
+        other_params=config.n_layer * block_other + shared,
+        block_table_params=block_tables,
+        block_other_params=block_other,
+    )
+
+
+def describe(config: ModelConfig) -> dict[str, int | str | None]:
+    """One JSON-able row of a config's shape and sizes, as `harness presets` prints it."""
+    size = model_size(config)
+    memory = config.kind == "memoryformer"
+    return {
+        "name": config.name,
+        "kind": config.kind,
+        "n_layer": config.n_layer,
+        "d_model": config.d_model,
+        "n_head": config.n_head,
+        "chunk_size": config.chunk_size if memory else None,
+        "bucket_bits": config.resolved_bucket_bits if memory else None,
+        "num_tables": config.resolved_num_tables if memory else None,
+        "params": size.total_params,
+        "table_params": size.table_params,
+        "block_table_params": size.block_table_params,
+        "table_bytes": size.table_bytes,
+        "total_bytes": size.total_bytes,
+    }
