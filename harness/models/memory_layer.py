@@ -128,9 +128,9 @@ class MemoryLayer(nn.Module):
     def _weights(self, h: torch.Tensor) -> torch.Tensor:
         # The softmax over all 2**b sign codes c at the selected code,
         #   exp(<h, sign h>/t) / sum_c exp(<h, c>/t),
-        # factorises over bits into prod_j sigmoid(2|h_j|/t); in log space for stability.
-        log_p = F.logsigmoid(2 * h.abs() / self.temperature).sum(-1)
-        p = log_p.exp()
+        # factorises over bits into prod_j sigmoid(2|h_j|/t). Each factor lies in [1/2, 1], so
+        # the product cannot underflow for any b < 62 and needs no log space.
+        p = torch.sigmoid(2 * h.abs() / self.temperature).prod(-1)
         if self.weighting == "l1":
             p = p * h.abs().sum(-1)
         return p

@@ -1,4 +1,4 @@
-"""Named model configs: the paper's six (SPEC section 4) and CPU-sized pairs of the same shape rules.
+"""Named model configs: the paper's six (SPEC section 4) and CPU-sized pairs built the same way.
 
 Each MemoryFormer preset has a dense partner of identical depth, width and heads, so a pair
 differs only in its blocks. Paper-size presets build one block here; the nano and micro pairs
