@@ -10,19 +10,12 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+from harness.errors import ConfigError
 from harness.models.memory_layer import WEIGHTINGS
 
 KINDS = ("memoryformer", "dense")
 FFN_ACTIVATIONS = ("none", "gelu")
 TABLE_BYTES_PER_VALUE = 4  # tables are stored in fp32
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the field and what is allowed."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 @dataclass(frozen=True)
