@@ -19,7 +19,7 @@ from harness.models import ConfigError, ModelConfig, model_size, pair_of, preset
     (dict(expansion_bits=-1), "expansion_bits", "integers >= 0"),
     (dict(temperature=0.0), "temperature", "numbers > 0"),
     (dict(temperature="warm"), "temperature", "numbers > 0"),
-    (dict(rotary_pct=1.5), "rotary_pct", "[0, 1]"),
+    (dict(rotary_pct=1.5), "rotary_pct", "numbers >= 0 and <= 1"),
     (dict(colour="blue"), "colour", "allowed: name, kind"),
 ])
 def test_bad_values_name_the_field_and_the_allowed_values(changes, field, allowed):

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.models.memory_layer import WEIGHTINGS
+from harness.validate import check_choice, check_int, check_number, check_str
 
 KINDS = ("memoryformer", "dense")
 FFN_ACTIVATIONS = ("none", "gelu")
@@ -118,24 +119,22 @@ def field_names() -> list[str]:
 
 
 def _validate(cfg: ModelConfig) -> None:
-    _check_type(cfg, "name", str)
-    _check_choice(cfg, "kind", KINDS)
-    _check_choice(cfg, "weighting", WEIGHTINGS)
-    _check_choice(cfg, "ffn_activation", FFN_ACTIVATIONS)
+    check_str("name", cfg.name)
+    check_choice("kind", cfg.kind, KINDS)
+    check_choice("weighting", cfg.weighting, WEIGHTINGS)
+    check_choice("ffn_activation", cfg.ffn_activation, FFN_ACTIVATIONS)
     for name in ("vocab_size", "context_length", "n_layer", "d_model", "n_head", "chunk_size",
                  "mlp_ratio"):
-        _check_int(cfg, name, minimum=1)
-    _check_int(cfg, "expansion_bits", minimum=0)
-    _check_int(cfg, "hash_seed", minimum=0)
+        check_int(name, getattr(cfg, name), minimum=1)
+    check_int("expansion_bits", cfg.expansion_bits, minimum=0)
+    check_int("hash_seed", cfg.hash_seed, minimum=0)
     for name in ("bucket_bits", "num_tables"):
         if getattr(cfg, name) is not None:
-            _check_int(cfg, name, minimum=1)
+            check_int(name, getattr(cfg, name), minimum=1)
     for name in ("rotary_base", "norm_eps", "temperature", "max_layer_table_gib"):
-        _check_float(cfg, name, positive=True)
-    _check_float(cfg, "init_std", positive=False)
-    _check_float(cfg, "rotary_pct", positive=False)
-    if cfg.rotary_pct > 1:
-        raise ConfigError("rotary_pct", f"{cfg.rotary_pct} is outside the allowed range [0, 1]")
+        check_number(name, getattr(cfg, name), positive=True)
+    check_number("init_std", cfg.init_std)
+    check_number("rotary_pct", cfg.rotary_pct, maximum=1)
     if cfg.d_model % cfg.n_head:
         raise ConfigError("n_head", f"{cfg.n_head} does not divide d_model={cfg.d_model}; "
                           f"allowed: a divisor of {cfg.d_model}")
@@ -168,35 +167,6 @@ def _check_table_memory(cfg: ModelConfig) -> None:
             f"{format_bytes(need)} in fp32, over max_layer_table_gib={cfg.max_layer_table_gib}; "
             f"allowed: {field_name} <= {max(allowed, 0)} here (or raise max_layer_table_gib)",
         )
-
-
-def _check_type(cfg: ModelConfig, name: str, kind: type) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, kind):
-        raise ConfigError(name, f"{value!r} is a {type(value).__name__}; allowed: {kind.__name__}")
-
-
-def _check_choice(cfg: ModelConfig, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(cfg, name)
-    if value not in allowed:
-        raise ConfigError(name, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
-
-
-def _check_int(cfg: ModelConfig, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"{value!r} is not an integer; allowed: integers >= {minimum}")
-    if value < minimum:
-        raise ConfigError(name, f"{value} is too small; allowed: integers >= {minimum}")
-
-
-def _check_float(cfg: ModelConfig, name: str, positive: bool) -> None:
-    value = getattr(cfg, name)
-    bound = "> 0" if positive else ">= 0"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(name, f"{value!r} is not a number; allowed: numbers {bound}")
-    if value < 0 or (positive and value == 0) or value != value:
-        raise ConfigError(name, f"{value} is out of range; allowed: numbers {bound}")
 
 
 def format_bytes(n: float) -> str:
