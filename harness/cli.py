@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from harness import __version__
+from harness.errors import ConfigError
 
 
 def _presets(args: argparse.Namespace) -> int:
@@ -28,6 +30,54 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from harness.train.config import build_run_config
+    from harness.train.run import TrainingFailed, train
+
+    overrides = list(args.set)
+    for section_field, value in (("train.max_steps", args.max_steps), ("train.seed", args.seed),
+                                 ("data.corpus", args.corpus), ("data.tokenizer", args.tokenizer),
+                                 ("train.precision", args.precision)):
+        if value is not None:
+            overrides.append(f"{section_field}={value}")
+    config = build_run_config(args.preset, overrides)
+    try:
+        result = train(config, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                       run_name=args.run_name, resume=args.resume)
+    except TrainingFailed as error:
+        print(f"harness train: run {error.run_id} FAILED: {error}", file=sys.stderr)
+        return 1
+    val = result.metrics.get("val/loss")
+    print(f"run {result.run_id} finished" + (f": val/loss {val:.4f}" if val is not None else ""))
+    print(f"checkpoint: {result.checkpoint}")
+    print(f"browse it:  harness ui{_uri_flag(args.tracking_uri)}  "
+          f"(experiment '{result.experiment}')")
+    return 0
+
+
+def _uri_flag(uri: str | None) -> str:
+    from harness.tracking import redact
+
+    return f" --tracking-uri '{redact(uri)}'" if uri else ""
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from harness.tracking import resolve_tracking_uri, start_ui, stop_ui, wait_until_up
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    process = start_ui(uri, args.host, args.port)
+    url = f"http://{args.host}:{args.port}"
+    try:
+        wait_until_up(url, process=process)
+        print(f"MLflow UI on {url} (Ctrl-C stops it)", flush=True)
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_ui(process)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -36,12 +86,40 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list model presets with their sizes")
     presets.add_argument("--json", action="store_true", help="print one JSON list")
     presets.set_defaults(run=_presets)
+
+    train = commands.add_parser("train", help="train one model on real text, tracked in MLflow")
+    train.add_argument("--preset", default="memoryformer-nano",
+                       help="a name from `harness presets`")
+    train.add_argument("--max-steps", type=int, help="optimiser steps (train.max_steps)")
+    train.add_argument("--corpus", help="shakespeare, bible, a text file or folder, or hf:NAME")
+    train.add_argument("--tokenizer", help="byte, bpe or gpt2 (data.tokenizer)")
+    train.add_argument("--seed", type=int, help="model init and sample order (train.seed)")
+    train.add_argument("--precision", help="32 or bf16 (train.precision)")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                       help="override any config field, e.g. model.chunk_size=4; repeatable")
+    train.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, "
+                       "else sqlite under .harness/)")
+    train.add_argument("--experiment", default="train", help="MLflow experiment name")
+    train.add_argument("--run-name", help="MLflow run name (default: PRESET-sSEED)")
+    train.add_argument("--resume", type=Path, metavar="CHECKPOINT",
+                       help="continue a checkpoint, in the same MLflow run")
+    train.set_defaults(run=_train)
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store")
+    ui.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else .harness/mlflow.db")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(run=_ui)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ConfigError as error:  # bad input: one line, exit 2, before any training starts
+        print(f"harness {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""What every run measures besides the loss: throughput, wall time, peak memory, bucket usage.
+
+Each callback logs through the trainer's logger at the step it measured, under its own prefix:
+`perf/`, `mem/`, `buckets/`.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import lightning.pytorch as pl
+import torch
+
+from harness.train.buckets import BucketCounter
+
+
+def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    if trainer.logger is not None:
+        trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+
+class Throughput(pl.Callback):
+    """Training tokens per second over optimiser steps only (no validation, no data loading),
+    excluding the first `warmup_steps` of this process; and wall time of the whole fit.
+
+    `flops_per_token` (forward) turns tokens/s into achieved FLOP/s at 3x forward for training.
+    """
+
+    def __init__(self, warmup_steps: int, log_every: int, flops_per_token: float | None = None):
+        self.warmup_steps = warmup_steps
+        self.log_every = log_every
+        self.flops_per_token = flops_per_token
+        self._steps = 0  # in this process: a resumed run warms up again
+        self._tokens = 0
+        self._seconds = 0.0
+        self._batch_start = 0.0
+        self._fit_start = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()  # CUDA runs ahead of the host: time the real work
+        self._steps += 1
+        if self._steps > self.warmup_steps:
+            self._seconds += time.perf_counter() - self._batch_start
+            self._tokens += batch[:, 1:].numel()
+        if trainer.global_step % self.log_every == 0:
+            _log(trainer, self.metrics())
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _log(trainer, {**self.metrics(), "perf/wall_s": time.perf_counter() - self._fit_start})
+
+    def metrics(self) -> dict[str, float]:
+        if not self._seconds:
+            return {}
+        rate = self._tokens / self._seconds
+        out = {"perf/tokens_per_s": rate}
+        if self.flops_per_token:
+            out["perf/flops_per_token"] = self.flops_per_token
+            out["perf/train_flops_per_s"] = 3 * self.flops_per_token * rate  # fwd + 2x for bwd
+        return out
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak allocator bytes on CUDA; peak resident set size of this process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+class PeakMemory(pl.Callback):
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _log(trainer, {"mem/peak_bytes": float(peak_memory_bytes(pl_module.device))})
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _log(trainer, {"mem/peak_bytes": float(peak_memory_bytes(pl_module.device))})
+
+
+class BucketUsageMonitor(pl.Callback):
+    """Hit counts of every memory layer's buckets over each validation pass (Figure 4).
+
+    Logs the share of never-hit buckets and the normalised hit entropy per layer and averaged;
+    keeps the last pass's counts for the run's `buckets.npz` artifact.
+    """
+
+    def __init__(self) -> None:
+        self.counter: BucketCounter | None = None
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.counter is None:
+            self.counter = BucketCounter(pl_module.model)
+        self.counter.reset()
+        self.counter.attach()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self.counter is not None
+        self.counter.detach()
+        summary = self.counter.summary()
+        if not summary or trainer.sanity_checking:
+            return
+        metrics = {}
+        for name, stats in summary.items():
+            metrics[f"buckets/{name}/unused_share"] = stats.unused_share
+            metrics[f"buckets/{name}/entropy"] = stats.entropy
+        for key in ("unused_share", "entropy"):
+            values = [getattr(stats, key) for stats in summary.values()]
+            metrics[f"buckets/{key}"] = sum(values) / len(values)
+        _log(trainer, metrics)

@@ -1,0 +1,181 @@
+"""A training run's whole config: model, data, optimiser and loop, each a frozen dataclass.
+
+A run is a preset plus `section.field=value` overrides (the CLI's `--set`, a study cell's axes).
+The resolved config is flattened into MLflow params and saved as YAML beside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+import yaml
+
+from harness.data.config import DataConfig
+from harness.errors import ConfigError
+from harness.models.config import ModelConfig
+from harness.models.presets import pair_of, preset, preset_names
+from harness.validate import check_choice, check_int, check_number
+
+PRECISIONS = ("32", "bf16")
+ACCELERATORS = ("auto", "cpu", "gpu")
+
+# Pythia's peak learning rates (SPEC section 4); CPU-sized presets take the smallest model's.
+DENSE_PEAK_LR = {"pythia-70m": 1e-3, "pythia-160m": 6e-4, "pythia-410m": 3e-4}
+DEFAULT_DENSE_LR = 1e-3
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with Pythia's recipe: cosine decay to min_lr_ratio x peak after a linear warm-up."""
+
+    lr: float | None = None  # None: the recipe's peak LR, x memory_lr_multiplier for MemoryFormer
+    memory_lr_multiplier: float = 3.0  # the paper trains MemoryFormer at 3x the dense LR (Table 4)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # on matrices and hash tables; never on biases and norms
+    grad_clip: float = 1.0
+    warmup_fraction: float = 0.01
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.lr is not None:
+            check_number("lr", self.lr, positive=True)
+        check_number("memory_lr_multiplier", self.memory_lr_multiplier, positive=True)
+        for name in ("beta1", "beta2", "warmup_fraction", "min_lr_ratio"):
+            check_number(name, getattr(self, name), maximum=1)
+        check_number("eps", self.eps, positive=True)
+        check_number("weight_decay", self.weight_decay)
+        check_number("grad_clip", self.grad_clip)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 300
+    val_every: int = 50  # validation (and a checkpoint) every this many optimiser steps
+    seed: int = 0  # model init and sample order; the validation split stays fixed across seeds
+    precision: str = "32"  # one of PRECISIONS; bf16 autocast keeps fp32 master weights
+    accelerator: str = "auto"  # one of ACCELERATORS
+    log_every: int = 10
+    throughput_warmup_steps: int = 3  # excluded from tokens/s: allocator and kernel warm-up
+    log_checkpoint: bool = False  # also store the final checkpoint as an MLflow artifact
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "val_every", "log_every"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_int("throughput_warmup_steps", self.throughput_warmup_steps, minimum=0)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("accelerator", self.accelerator, ACCELERATORS)
+        if not isinstance(self.log_checkpoint, bool):
+            raise ConfigError("log_checkpoint", f"{self.log_checkpoint!r}; allowed: true, false")
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+                             "train": TrainConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+
+    @property
+    def peak_lr(self) -> float:
+        """The configured LR, else Pythia's for this size (3x for MemoryFormer, Table 4)."""
+        if self.optim.lr is not None:
+            return self.optim.lr
+        dense_name = self.preset if self.model.kind == "dense" else pair_of(self.preset)
+        lr = DENSE_PEAK_LR.get(dense_name, DEFAULT_DENSE_LR)
+        return lr * (self.optim.memory_lr_multiplier if self.model.kind == "memoryformer" else 1)
+
+    @property
+    def seq_len(self) -> int:
+        return self.data.seq_len or self.model.context_length
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"preset": self.preset}
+        for section in SECTIONS:
+            out[section] = dataclasses.asdict(getattr(self, section))
+        return out
+
+    def flat_params(self) -> dict[str, Any]:
+        """`section.field` -> value, plus the values the knobs resolve to: MLflow params."""
+        flat: dict[str, Any] = {"preset": self.preset}
+        for section in SECTIONS:
+            for key, value in dataclasses.asdict(getattr(self, section)).items():
+                flat[f"{section}.{key}"] = value
+        flat["model.resolved_bucket_bits"] = self.model.resolved_bucket_bits
+        flat["model.resolved_num_tables"] = self.model.resolved_num_tables
+        flat["optim.peak_lr"] = self.peak_lr
+        flat["data.resolved_seq_len"] = self.seq_len
+        return flat
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        sections = {}
+        for name, kind in SECTIONS.items():
+            sections[name] = _section(name, kind, values.get(name, {}))
+        return cls(preset=values["preset"], **sections)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> RunConfig:
+        return cls.from_dict(yaml.safe_load(text))
+
+
+def build_run_config(preset_name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A preset's model, default data, optimiser and loop, then `section.field=value` changes."""
+    if preset_name not in preset_names():
+        raise ConfigError("preset", f"{preset_name!r} is not a preset; "
+                          f"allowed: {', '.join(preset_names())}")
+    base = RunConfig(preset_name, preset(preset_name), DataConfig(), OptimConfig(), TrainConfig())
+    return apply_overrides(base, parse_overrides(overrides))
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """["model.chunk_size=4", ...] -> {"model": {"chunk_size": 4}}; values parsed as YAML."""
+    changes: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError("set", f"{item!r} is not SECTION.FIELD=VALUE; allowed sections: "
+                              f"{', '.join(SECTIONS)}")
+        if section not in SECTIONS:
+            raise ConfigError("set", f"unknown section {section!r} in {item!r}; allowed: "
+                              f"{', '.join(SECTIONS)}")
+        changes.setdefault(section, {})[name] = yaml.safe_load(raw) if raw.strip() else None
+    return changes
+
+
+def apply_overrides(config: RunConfig, changes: dict[str, dict[str, Any]]) -> RunConfig:
+    sections = {name: getattr(config, name) for name in SECTIONS}
+    for name, values in changes.items():
+        current = dataclasses.asdict(sections[name])
+        sections[name] = _section(name, SECTIONS[name], {**current, **values})
+    run = RunConfig(preset=config.preset, **sections)
+    if run.data.seq_len is not None and run.data.seq_len > run.model.context_length:
+        raise ConfigError("data.seq_len", f"{run.data.seq_len} is longer than model.context_length"
+                          f"={run.model.context_length}; allowed: 1..{run.model.context_length}")
+    return run
+
+
+def _section(name: str, kind: type, values: dict[str, Any]) -> Any:
+    """Build one section, with errors naming `section.field`."""
+    allowed = [f.name for f in fields(kind)]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}", f"unknown field; allowed: {', '.join(allowed)}")
+    try:
+        return kind(**values)
+    except ConfigError as error:
+        message = str(error).removeprefix(f"{error.field}: ")
+        raise ConfigError(f"{name}.{error.field}", message) from None

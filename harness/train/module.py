@@ -1,0 +1,98 @@
+"""LightningModule for causal language modelling with either model kind."""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.models import LanguageModel, build_model
+from harness.train.config import RunConfig
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run stops and is marked FAILED."""
+
+
+class CausalLM(pl.LightningModule):
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.config = config
+        self.model: LanguageModel = build_model(config.model)
+        self.run_id: str | None = None  # the MLflow run, kept in every checkpoint for resume
+        self._val_loss_sum = torch.zeros(())
+        self._val_tokens = 0
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """batch (B, T + 1) token ids -> mean next-token cross-entropy over B * T tokens."""
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits = self.model(inputs)  # (B, T, vocab)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"training loss is {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, logger=False)
+        step = self.global_step + 1  # this batch completes optimiser step `step`
+        if step % self.config.train.log_every == 0 or step == self.config.train.max_steps:
+            lr = self.optimizers().param_groups[0]["lr"]
+            self._record({"train/loss": loss.item(), "train/ppl": math.exp(min(loss.item(), 50)),
+                          "train/lr": lr}, step)
+        return loss
+
+    def _record(self, metrics: dict[str, float], step: int) -> None:
+        """Log at `step` = optimiser steps completed, the one step axis of every metric."""
+        if self.logger is not None:
+            self.logger.log_metrics(metrics, step=step)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_loss_sum = torch.zeros((), dtype=torch.float64)
+        self._val_tokens = 0
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        tokens = batch[:, 1:].numel()
+        self._val_loss_sum += self._loss(batch).double().cpu() * tokens
+        self._val_tokens += tokens
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_tokens:
+            return
+        loss = (self._val_loss_sum / self._val_tokens).item()  # token-weighted over the split
+        self.log("val/loss", loss, prog_bar=True, logger=False)
+        self._record({"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}, self.global_step)
+
+    def configure_optimizers(self):
+        optim, steps = self.config.optim, self.config.train.max_steps
+        decay, no_decay = [], []
+        for module in self.model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                keep = isinstance(module, nn.LayerNorm) or name == "bias"
+                (no_decay if keep else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.config.peak_lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+        )
+        warmup = max(1, round(optim.warmup_fraction * steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, warmup, steps, optim.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["harness_config"] = self.config.to_dict()
+        checkpoint["mlflow_run_id"] = self.run_id
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to min_ratio at `total` (Pythia's schedule)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,188 @@
+"""`train()`: one training run, validated up front, fully tracked, resumable.
+
+The order matters: everything that can be wrong with the input (config, corpus, tokenizer,
+tracking store) is checked before the MLflow run is created and before step 0, so bad input
+costs nothing and leaves no half-made run behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from harness.data.datamodule import TextDataModule
+from harness.errors import ConfigError
+from harness.models.sizes import model_size
+from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, resolve_tracking_uri
+from harness.train.callbacks import BucketUsageMonitor, PeakMemory, Throughput
+from harness.train.config import RunConfig
+from harness.train.logger import TrackerLogger
+from harness.train.module import CausalLM, NonFiniteLossError
+
+CHECKPOINT = "last.ckpt"
+
+
+class TrainingFailed(RuntimeError):
+    """The run started but could not finish; its MLflow run is marked FAILED with the reason."""
+
+    def __init__(self, run_id: str, reason: str):
+        super().__init__(reason)
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    experiment: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    checkpoint: Path
+
+
+def train(
+    config: RunConfig,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str = "train",
+    run_name: str | None = None,
+    home: Path = HOME,
+    resume: Path | None = None,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    callbacks: list[pl.Callback] | None = None,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run."""
+    uri = resolve_tracking_uri(tracking_uri, home)
+    check_tracking_uri(uri)
+    run_id = None
+    if resume is not None:
+        config, run_id = read_checkpoint(resume, config)
+    datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
+    datamodule.prepare()  # corpus, split, tokenizer, token cache: raises ConfigError up front
+    config = dataclasses.replace(
+        config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size))
+
+    tracker = Tracker(uri, artifact_root=home / "artifacts")
+    if run_id is None:
+        run_id = _start_run(tracker, config, datamodule, experiment, run_name, parent_run_id,
+                            tags or {})
+    else:
+        tracker.client.update_run(run_id, status="RUNNING")
+    checkpoint_dir = home / "checkpoints" / run_id
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (checkpoint_dir / "config.yaml").write_text(config.to_yaml())
+
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    module = CausalLM(config)
+    module.run_id = run_id
+    trainer = _trainer(config, tracker, run_id, experiment, checkpoint_dir, progress_bar,
+                       callbacks or [])
+    try:
+        with warnings.catch_warnings():
+            _quiet_known_lightning_warnings()
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except NonFiniteLossError as error:
+        _fail(tracker, run_id, str(error))
+        raise TrainingFailed(run_id, str(error)) from error
+    except KeyboardInterrupt:
+        _fail(tracker, run_id, "interrupted by the user", status="KILLED")
+        raise
+    except Exception as error:
+        _fail(tracker, run_id, f"{type(error).__name__}: {error}")
+        raise
+
+    checkpoint = checkpoint_dir / CHECKPOINT
+    trainer.save_checkpoint(checkpoint)
+    if config.train.log_checkpoint:
+        tracker.log_artifact(run_id, checkpoint, "checkpoint")
+        tracker.log_artifact(run_id, checkpoint_dir / "config.yaml", "checkpoint")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    tracker.end_run(run_id, "FINISHED")
+    return TrainResult(run_id, experiment, uri, metrics, checkpoint)
+
+
+def read_checkpoint(path: Path, fallback: RunConfig | None = None) -> tuple[RunConfig, str]:
+    """(config, MLflow run id) stored in a harness checkpoint."""
+    if not Path(path).is_file():
+        raise ConfigError("resume", f"{path} is not a file; allowed: a checkpoint written by "
+                          "`harness train` (.harness/checkpoints/RUN_ID/last.ckpt)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "harness_config" not in state or not state.get("mlflow_run_id"):
+        raise ConfigError("resume", f"{path} was not written by `harness train`")
+    config = RunConfig.from_dict(state["harness_config"])
+    if fallback is not None:  # a resumed run may be given more steps than it first had
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, max_steps=max(config.train.max_steps, fallback.train.max_steps)))
+    return config, state["mlflow_run_id"]
+
+
+def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, experiment: str,
+               run_name: str | None, parent_run_id: str | None, extra_tags: dict[str, str]) -> str:
+    size = model_size(config.model)
+    tags = {
+        **provenance(),
+        "seed": str(config.train.seed),
+        "preset": config.preset,
+        "model.kind": config.model.kind,
+        "data.corpus_digest": datamodule.corpus_digest,
+        "data.tokenizer_digest": datamodule.tokenizer_digest,
+        **extra_tags,
+    }
+    name = run_name or f"{config.preset}-s{config.train.seed}"
+    run_id = tracker.start_run(experiment, name, tags, parent_run_id)
+    tracker.log_params(run_id, config.flat_params())
+    tracker.log_text(run_id, config.to_yaml(), "config.yaml")
+    tracker.log_metrics(run_id, {
+        "size/params": size.total_params,
+        "size/table_params": size.table_params,
+        "size/other_params": size.other_params,
+        "size/table_bytes": size.table_bytes,
+        "size/other_bytes": size.other_bytes,
+        "data/train_tokens": datamodule.train_tokens,
+        "data/val_tokens": datamodule.val_tokens,
+    }, step=0)
+    return run_id
+
+
+def _trainer(config: RunConfig, tracker: Tracker, run_id: str, experiment: str,
+             checkpoint_dir: Path, progress_bar: bool, extra: list[pl.Callback]) -> pl.Trainer:
+    train = config.train
+    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="step{step}", save_top_k=0,
+                                  save_last=True, every_n_train_steps=train.val_every)
+    return pl.Trainer(
+        max_steps=train.max_steps,
+        val_check_interval=train.val_every,
+        check_val_every_n_epoch=None,  # validation by optimiser step: LM training has no epochs
+        limit_val_batches=config.data.val_batches,
+        num_sanity_val_steps=0,
+        gradient_clip_val=config.optim.grad_clip or None,
+        precision="bf16-mixed" if train.precision == "bf16" else "32-true",
+        accelerator=train.accelerator,
+        devices=1,
+        logger=TrackerLogger(tracker, run_id, experiment),
+        callbacks=[checkpoints, Throughput(train.throughput_warmup_steps, train.log_every),
+                   PeakMemory(), BucketUsageMonitor(), *extra],
+        log_every_n_steps=train.log_every,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        default_root_dir=checkpoint_dir,
+    )
+
+
+def _fail(tracker: Tracker, run_id: str, reason: str, status: str = "FAILED") -> None:
+    tracker.set_tags(run_id, {"failure_reason": reason})
+    tracker.end_run(run_id, status)
+
+
+def _quiet_known_lightning_warnings() -> None:
+    # The token loaders do no per-item work worth parallelising; Lightning suggests workers anyway.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to act on.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)

@@ -1,0 +1,67 @@
+"""`harness train` as a user runs it: bad input fails in one line with exit 2, before training."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["--set", "model.n_layer=1", "--set", "model.d_model=32", "--set", "model.n_head=2",
+        "--tokenizer", "byte", "--set", "data.seq_len=32", "--set", "data.batch_size=4",
+        "--set", "data.val_batches=1", "--set", "train.val_every=2"]
+
+
+def harness(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def small_corpus(tmp_path) -> str:
+    path = tmp_path / "small.txt"
+    path.write_text("\n".join(f"line {i} of a very short play" for i in range(40)))
+    return str(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "nano"], "preset: 'nano' is not a preset; allowed: pythia-70m"),
+    (["--set", "model.colour=red"], "model.colour: unknown field; allowed: name, kind"),
+    (["--set", "model.num_tables=abc"], "model.num_tables: 'abc' is not an integer"),
+    (["--max-steps", "0"], "train.max_steps: 0 is too small; allowed: integers >= 1"),
+    (["--corpus", "/no/such/plays"], "data.corpus:"),
+    (["--tracking-uri", "TRACKING"], "tracking_uri: http://127.0.0.1:"),
+])
+def test_bad_input_is_one_line_exit_2_and_creates_no_run(tmp_path, args, message):
+    args = [f"http://127.0.0.1:{free_port()}" if a == "TRACKING" else a for a in args]
+    result = harness(tmp_path, "train", *TINY, *args)
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("harness train: error: ") and message in error
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".harness" / "mlflow.db").exists()
+
+
+def test_corpus_too_small_names_the_token_counts(tmp_path, small_corpus):
+    result = harness(tmp_path, "train", *TINY, "--corpus", small_corpus,
+                     "--set", "data.batch_size=64")
+    assert result.returncode == 2
+    assert "one batch needs batch_size * (seq_len + 1) = 2112" in result.stderr
+    assert not (tmp_path / ".harness" / "mlflow.db").exists()
+
+
+def test_train_prints_the_run_and_how_to_browse_it(tmp_path):
+    result = harness(tmp_path, "train", *TINY, "--max-steps", "2",
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr
+    assert "run " in result.stdout and "finished: val/loss" in result.stdout
+    assert "harness ui" in result.stdout
+    assert (tmp_path / ".harness" / "mlflow.db").exists()

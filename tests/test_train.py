@@ -1,0 +1,95 @@
+"""End to end: `train()` on real text into a real MLflow SQLite store, resume, NaN handling."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from harness.tracking import Tracker, default_tracking_uri
+from harness.train.config import build_run_config
+from harness.train.run import TrainingFailed, read_checkpoint, train
+
+# A one-block MemoryFormer on Shakespeare bytes: real text, seconds per run.
+TINY = ["model.n_layer=1", "model.d_model=32", "model.n_head=2", "data.tokenizer=byte",
+        "data.seq_len=32", "data.batch_size=4", "data.val_batches=2", "train.val_every=3",
+        "train.log_every=1", "train.throughput_warmup_steps=1"]
+
+
+def tiny(tmp_path, *extra: str):
+    return build_run_config("memoryformer-nano",
+                            [*TINY, f"data.cache_dir={tmp_path / 'cache'}", *extra])
+
+
+def run_train(tmp_path, config, **kwargs):
+    return train(config, home=tmp_path / "home", progress_bar=False, experiment="test", **kwargs)
+
+
+def tracker(tmp_path) -> Tracker:
+    return Tracker(default_tracking_uri(tmp_path / "home"))
+
+
+def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
+    result = run_train(tmp_path, tiny(tmp_path, "train.max_steps=6", "train.log_checkpoint=true"))
+    run = tracker(tmp_path).run(result.run_id)
+    assert run.info.status == "FINISHED"
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    assert params["model.chunk_size"] == "8" and params["model.resolved_num_tables"] == "4"
+    assert params["model.vocab_size"] == "256"  # resolved from the byte tokenizer
+    assert params["optim.peak_lr"] == str(3e-3)
+    for key in ("git.commit", "git.dirty", "version.torch", "version.mlflow", "torch.threads",
+                "torch.device", "host.name", "seed", "data.corpus_digest",
+                "data.tokenizer_digest"):
+        assert tags[key], key
+    for key in ("train/loss", "train/ppl", "val/loss", "val/ppl", "perf/tokens_per_s",
+                "perf/wall_s", "mem/peak_bytes", "size/params", "size/table_bytes",
+                "size/other_bytes", "buckets/unused_share", "buckets/entropy",
+                "buckets/blocks.0.qkv/entropy", "buckets/blocks.0.ffn.layer_out/unused_share"):
+        assert key in metrics, key
+    assert metrics["perf/tokens_per_s"] > 0 and metrics["mem/peak_bytes"] > 2**20
+    assert 0 < metrics["buckets/entropy"] <= 1
+    assert [step for step, _ in tracker(tmp_path).metric_history(result.run_id, "val/loss")] == [
+        3, 6]
+    artifacts = {a.path for a in tracker(tmp_path).client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "checkpoint"} <= artifacts
+    config, run_id = read_checkpoint(result.checkpoint)
+    assert run_id == result.run_id and config.model.vocab_size == 256
+
+
+def test_resume_continues_the_same_mlflow_run(tmp_path):
+    first = run_train(tmp_path, tiny(tmp_path, "train.max_steps=3"))
+    resumed = run_train(tmp_path, tiny(tmp_path, "train.max_steps=6"), resume=first.checkpoint)
+    assert resumed.run_id == first.run_id
+    store = tracker(tmp_path)
+    runs = store.client.search_runs([store.experiment_id("test")])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [step for step, _ in store.metric_history(first.run_id, "train/loss")]
+    assert steps == sorted(set(steps)) and max(steps) >= 5  # one history, no restart at 0
+    assert torch.load(resumed.checkpoint, weights_only=False)["global_step"] == 6
+
+
+class PoisonAt(pl.Callback):
+    """Sets every weight to NaN before a given step: the loss of that step is NaN."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for param in pl_module.parameters():
+                    param.fill_(float("nan"))
+
+
+def test_nan_loss_fails_the_run_with_a_reason_and_keeps_the_last_checkpoint(tmp_path):
+    config = tiny(tmp_path, "train.max_steps=10")
+    with pytest.raises(TrainingFailed, match="training loss is nan at step 4") as error:
+        run_train(tmp_path, config, callbacks=[PoisonAt(4)])
+    run = tracker(tmp_path).run(error.value.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "training loss is nan at step 4"
+    kept = tmp_path / "home" / "checkpoints" / error.value.run_id / "last.ckpt"
+    state = torch.load(kept, weights_only=False)
+    assert state["global_step"] == 3  # the checkpoint of the last validation before the NaN
+    weights = [v for v in state["state_dict"].values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in weights)

@@ -1,0 +1,70 @@
+"""RunConfig: presets plus `section.field=value` overrides, the LR recipe, YAML round trip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.train.config import RunConfig, build_run_config
+from harness.train.module import lr_factor
+
+
+def test_overrides_are_typed_from_yaml_and_reach_their_section():
+    config = build_run_config("memoryformer-nano", [
+        "model.chunk_size=4", "model.weighting=l1", "optim.lr=0.002", "train.max_steps=7",
+        "data.corpus=bible", "train.precision=bf16"])
+    assert (config.model.chunk_size, config.model.resolved_num_tables) == (4, 32)
+    assert config.model.weighting == "l1" and config.optim.lr == 0.002
+    assert config.train.max_steps == 7 and config.data.corpus == "bible"
+    assert config.train.precision == "bf16"
+
+
+@pytest.mark.parametrize("overrides, field, allowed", [
+    (["model.num_tables=abc"], "model.num_tables", "integers >= 1"),
+    (["model.colour=red"], "model.colour", "allowed: name, kind"),
+    (["optimizer.lr=1"], "set", "allowed: model, data, optim, train"),
+    (["model.chunk_size"], "set", "SECTION.FIELD=VALUE"),
+    (["train.precision=fp8"], "train.precision", "32, bf16"),
+    (["optim.beta2=1.5"], "optim.beta2", "<= 1"),
+    (["train.max_steps=0"], "train.max_steps", "integers >= 1"),
+    (["model.bucket_bits=30"], "model.bucket_bits", "bucket_bits <="),
+    (["data.seq_len=4096"], "data.seq_len", "allowed: 1..256"),
+])
+def test_bad_overrides_name_the_field(overrides, field, allowed):
+    with pytest.raises(ConfigError) as error:
+        build_run_config("memoryformer-nano", overrides)
+    assert error.value.field == field
+    assert allowed in str(error.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match=r"^preset: 'nano' is not a preset; allowed: "):
+        build_run_config("nano")
+
+
+@pytest.mark.parametrize("name, lr", [
+    ("dense-nano", 1e-3), ("memoryformer-nano", 3e-3), ("pythia-160m", 6e-4),
+    ("memoryformer-small", 1.8e-3), ("pythia-410m", 3e-4), ("memoryformer-base", 9e-4)])
+def test_peak_lr_is_pythias_and_three_times_that_for_memoryformer(name, lr):
+    assert math.isclose(build_run_config(name).peak_lr, lr)
+    assert build_run_config(name, ["optim.lr=0.01"]).peak_lr == 0.01
+
+
+def test_yaml_round_trip_and_flat_params():
+    config = build_run_config("memoryformer-nano", ["model.bucket_bits=6", "train.seed=3"])
+    assert RunConfig.from_yaml(config.to_yaml()) == config
+    flat = config.flat_params()
+    assert flat["model.bucket_bits"] == 6 and flat["model.resolved_num_tables"] == 16
+    assert flat["train.seed"] == 3 and flat["optim.peak_lr"] == config.peak_lr
+    assert flat["data.resolved_seq_len"] == 256
+
+
+def test_schedule_warms_up_then_decays_to_a_tenth():
+    warmup, total = 10, 110
+    assert lr_factor(0, warmup, total, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, warmup, total, 0.1) == pytest.approx(1.0)
+    assert lr_factor(60, warmup, total, 0.1) == pytest.approx(0.55)
+    assert lr_factor(110, warmup, total, 0.1) == pytest.approx(0.1)
+    assert lr_factor(500, warmup, total, 0.1) == pytest.approx(0.1)
