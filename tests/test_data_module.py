@@ -26,8 +26,8 @@ def tiny(tmp_path, **changes):
     return DataConfig(**{**values, **changes})
 
 
-def first_batches(config, n=3):
-    loader = TextDataModule(config).train_dataloader()
+def first_batches(config, n=3, order_seed=0):
+    loader = TextDataModule(config, order_seed=order_seed).train_dataloader()
     return [batch for batch, _ in zip(loader, range(n), strict=False)]
 
 
@@ -39,7 +39,6 @@ def first_batches(config, n=3):
     ("seq_len", 0, "allowed: integers >= 1"),
     ("batch_size", 2.5, "allowed: integers >= 1"),
     ("val_fraction", 1.0, r"allowed: numbers in \(0, 1\)"),
-    ("seed", -1, "allowed: integers >= 0"),
     ("split_seed", True, "allowed: integers >= 0"),
     ("num_workers", -1, "allowed: integers >= 0"),
     ("val_batches", 0, "allowed: integers >= 1"),
@@ -72,7 +71,7 @@ def test_memmaps_decode_back_to_the_split_text(tmp_path, tokenizer):
 
 def test_split_is_by_document_and_keeps_the_seed_fixed_across_training_seeds(tmp_path):
     a = TextDataModule(tiny(tmp_path)).prepare()
-    b = TextDataModule(tiny(tmp_path, seed=7)).prepare()
+    b = TextDataModule(tiny(tmp_path), order_seed=7).prepare()
     assert [d.name for d in a.val_documents] == [d.name for d in b.val_documents]
     assert len(a.val_documents) == 1 and len(a.train_documents) == 5  # round(6 * 0.2)
     others = [TextDataModule(tiny(tmp_path, split_seed=s)).prepare() for s in (1, 2, 3)]
@@ -107,7 +106,7 @@ def test_batches_are_windows_of_seq_len_plus_one(tmp_path):
 def test_batch_order_is_deterministic_from_the_seed(tmp_path):
     same = first_batches(tiny(tmp_path)), first_batches(tiny(tmp_path))
     assert all(torch.equal(x, y) for x, y in zip(*same, strict=True))
-    other = first_batches(tiny(tmp_path, seed=1))
+    other = first_batches(tiny(tmp_path), order_seed=1)
     assert not torch.equal(same[0][0], other[0])
 
 
@@ -196,16 +195,16 @@ def test_lightning_consumes_the_step_stream_in_order(tmp_path):
                          accelerator="cpu", val_check_interval=5, check_val_every_n_epoch=None)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 12
-    stream = StepBatches(dm.train_dataloader().dataset.windows, 4, dm.config.seed)
+    stream = StepBatches(dm.train_dataloader().dataset.windows, 4, dm.order_seed)
     assert all(torch.equal(seen, stream.batch(step)) for step, seen in enumerate(model.seen))
 
 
 def test_a_training_run_can_set_seq_len_and_the_order_seed(tmp_path):
-    base = tiny(tmp_path, seq_len=None, seed=0)
+    base = tiny(tmp_path, seq_len=None)
     dm = TextDataModule(base, seq_len=8, order_seed=1)
-    assert (dm.config.seq_len, dm.config.seed) == (8, 1)
+    assert (dm.config.seq_len, dm.order_seed) == (8, 1)
     assert next(iter(dm.train_dataloader())).shape == (4, 9)
     assert torch.equal(next(iter(dm.train_dataloader())),
-                       first_batches(tiny(tmp_path, seq_len=8, seed=1), 1)[0])
+                       first_batches(tiny(tmp_path, seq_len=8), 1, order_seed=1)[0])
     with pytest.raises(ConfigError, match=r"^seq_len: None stands for the model's context_length"):
         TextDataModule(base)

@@ -15,6 +15,7 @@ from typing import Any
 from harness.data.corpora import check_corpus_spec
 from harness.data.tokenizers import MIN_BPE_VOCAB, TOKENIZERS
 from harness.errors import ConfigError
+from harness.validate import check_choice, check_int
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,9 @@ class DataConfig:
     # caller resolves); a batch row holds seq_len + 1 tokens (inputs and targets)
     batch_size: int = 16
     val_fraction: float = 0.1  # share of documents held out (at least one)
-    split_seed: int = 0  # picks the held-out documents; fixed across a study's seeds, so all
-    # of them are evaluated on the same text
-    seed: int = 0  # the order of training windows (a training run passes its own as order_seed)
+    # Picks the held-out documents. Not the run's seed (that orders the training windows), so
+    # every seed of a study is evaluated on the same text.
+    split_seed: int = 0
     cache_dir: str = ".harness/cache"  # trained BPEs and token memmaps; safe to delete
     num_workers: int = 0  # DataLoader workers; windows are memmap slices, so 0 is usually enough
     val_batches: int | None = 16  # cap on validation batches (spread over the split); None = all
@@ -56,17 +57,14 @@ def field_names() -> list[str]:
 
 def _validate(cfg: DataConfig) -> None:
     check_corpus_spec(cfg.corpus)
-    if cfg.tokenizer not in TOKENIZERS:
-        raise ConfigError("tokenizer", f"{cfg.tokenizer!r} is not allowed; "
-                          f"allowed: {', '.join(TOKENIZERS)}")
-    _check_int(cfg, "vocab_size", MIN_BPE_VOCAB if cfg.tokenizer == "bpe" else 1)
-    _check_int(cfg, "batch_size", 1)
-    if cfg.seq_len is not None:
-        _check_int(cfg, "seq_len", 1)
-    for name in ("split_seed", "seed", "num_workers"):
-        _check_int(cfg, name, 0)
-    if cfg.val_batches is not None:
-        _check_int(cfg, "val_batches", 1)
+    check_choice("tokenizer", cfg.tokenizer, TOKENIZERS)
+    check_int("vocab_size", cfg.vocab_size, MIN_BPE_VOCAB if cfg.tokenizer == "bpe" else 1)
+    check_int("batch_size", cfg.batch_size, 1)
+    for name in ("seq_len", "val_batches"):  # None: the model's context / every window
+        if getattr(cfg, name) is not None:
+            check_int(name, getattr(cfg, name), 1)
+    for name in ("split_seed", "num_workers"):
+        check_int(name, getattr(cfg, name), 0)
     value = cfg.val_fraction
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         raise ConfigError("val_fraction", f"{value!r} is out of range; allowed: numbers in (0, 1)")
@@ -74,11 +72,3 @@ def _validate(cfg: DataConfig) -> None:
         raise ConfigError("cache_dir", f"{cfg.cache_dir!r} is not a path; allowed: a folder path")
     if Path(cfg.cache_dir).exists() and not Path(cfg.cache_dir).is_dir():
         raise ConfigError("cache_dir", f"{str(cfg.cache_dir)!r} is a file; allowed: a folder path")
-
-
-def _check_int(cfg: DataConfig, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"{value!r} is not an integer; allowed: integers >= {minimum}")
-    if value < minimum:
-        raise ConfigError(name, f"{value} is too small; allowed: integers >= {minimum}")

@@ -43,16 +43,16 @@ class PreparedData:
 
 
 class TextDataModule(pl.LightningDataModule):
-    """`seq_len` and `order_seed`, when given, replace the config's seq_len and seed: a training
-    run resolves seq_len from the model and orders windows by its own seed; self.config holds
-    the values in use."""
+    """`order_seed` orders the training windows (a run passes its own seed; the split keeps
+    `config.split_seed`). `seq_len`, when given, replaces the config's (a training run resolves it
+    from the model); self.config holds the values in use."""
 
     def __init__(self, config: DataConfig | None = None, *, seq_len: int | None = None,
-                 order_seed: int | None = None):
+                 order_seed: int = 0):
         super().__init__()
         config = config or DataConfig()
-        changes = {"seq_len": seq_len, "seed": order_seed}
-        self.config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+        self.config = config if seq_len is None else config.replace(seq_len=seq_len)
+        self.order_seed = order_seed
         if self.config.seq_len is None:
             raise ConfigError("seq_len", "None stands for the model's context_length, which the "
                               "data module cannot know; allowed: integers >= 1, or pass seq_len=")
@@ -165,7 +165,7 @@ class TextDataModule(pl.LightningDataModule):
         windows = self._windows(self.train_documents, "train")
         # A resumed trainer has restored global_step before it asks for the loader.
         start = self.trainer.global_step if self.trainer is not None else 0
-        batches = StepBatches(windows, self.config.batch_size, self.config.seed, start)
+        batches = StepBatches(windows, self.config.batch_size, self.order_seed, start)
         workers = self.config.num_workers
         return DataLoader(batches, batch_size=None, num_workers=workers,
                           persistent_workers=workers > 0)
