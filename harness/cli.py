@@ -78,6 +78,25 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flops(args: argparse.Namespace) -> int:
+    from harness.metrics.accounting import flops_report, format_flops
+
+    reports = [flops_report(name, args.seq_len, fvcore=args.fvcore) for name in args.presets]
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    else:
+        print(format_flops(reports))
+        if args.fvcore:
+            print("fvcore: the count of one built block equals the formulas for every preset")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from harness import bench
+
+    return bench.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -86,6 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list model presets with their sizes")
     presets.add_argument("--json", action="store_true", help="print one JSON list")
     presets.set_defaults(run=_presets)
+
+    flops = commands.add_parser("flops", help="per-block FLOPs (exact count and the paper's "
+                                "approximation), parameters and table bytes of presets")
+    flops.add_argument("presets", nargs="+", metavar="PRESET",
+                       help="names from `harness presets`")
+    flops.add_argument("--seq-len", type=int, help="sequence length (default: its context)")
+    flops.add_argument("--json", action="store_true", help="print JSON (one object per preset)")
+    flops.add_argument("--fvcore", action="store_true", help="also build one block, count it "
+                       "with fvcore and check the count equals the formulas")
+    flops.set_defaults(run=_flops)
+
+    bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "
+                                "machine's memory bandwidth (the roofline)")
+    from harness.bench import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(run=_bench)
 
     train = commands.add_parser("train", help="train one model on real text, tracked in MLflow")
     train.add_argument("--preset", default="memoryformer-nano",

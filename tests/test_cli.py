@@ -30,3 +30,32 @@ def test_presets_table_and_bad_command():
     assert "memoryformer-nano" in result.stdout and "8/8/16" in result.stdout
     bad = run_harness("trian")
     assert bad.returncode == 2 and "invalid choice: 'trian'" in bad.stderr
+
+
+def test_flops_reproduces_table_1_for_the_six_paper_presets():
+    names = ["pythia-70m", "memoryformer-tiny", "pythia-160m", "memoryformer-small",
+             "pythia-410m", "memoryformer-base"]
+    result = run_harness("flops", *names, "--seq-len", "2048", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    for name, (non_attention, total) in {"pythia-70m": (6.4, 10.7), "pythia-160m": (14.5, 20.9),
+                                         "pythia-410m": (25.8, 34.4)}.items():
+        assert round(rows[name]["non_attention"] / 1e9, 1) == non_attention
+        assert round(rows[name]["total"] / 1e9, 1) == total
+    for name, paper in {"memoryformer-tiny": 0.4, "memoryformer-small": 1.0,
+                        "memoryformer-base": 1.6}.items():
+        assert rows[name]["non_attention"] / 1e9 <= paper
+        assert rows[name]["paper_non_attention"] == 6 * rows[name]["num_tables"] * 2048 * rows[
+            name]["d_model"]
+    single = json.loads(run_harness("flops", "pythia-70m", "--json").stdout)
+    assert set(single) >= {"attention", "non_attention", "total", "paper_non_attention",
+                           "params", "table_bytes"}
+
+
+def test_bench_runs_from_the_command_line():
+    result = run_harness("bench", "--widths", "32", "--tokens", "64", "--repeats", "1",
+                         "--dtypes", "fp32", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {row["passes"] for row in rows} == {"forward", "forward+backward"}
+    assert rows[0]["width"] == 32 and rows[0]["speedup"] > 0 and rows[0]["bandwidth"] > 0

@@ -42,7 +42,8 @@ def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
                 "data.tokenizer_digest"):
         assert tags[key], key
     for key in ("train/loss", "train/ppl", "val/loss", "val/ppl", "perf/tokens_per_s",
-                "perf/wall_s", "mem/peak_bytes", "size/params", "size/table_bytes",
+                "perf/wall_s", "perf/step_seconds", "perf/flops_per_token",
+                "perf/train_flops_per_s", "mem/peak_bytes", "size/params", "size/table_bytes",
                 "size/other_bytes", "buckets/unused_share", "buckets/entropy",
                 "buckets/blocks.0.qkv/entropy", "buckets/blocks.0.ffn.layer_out/unused_share"):
         assert key in metrics, key

@@ -25,7 +25,10 @@ class Throughput(pl.Callback):
     """Training tokens per second over optimiser steps only (no validation, no data loading),
     excluding the first `warmup_steps` of this process; and wall time of the whole fit.
 
-    `flops_per_token` (forward) turns tokens/s into achieved FLOP/s at 3x forward for training.
+    `flops_per_token` (forward, exact count) turns tokens/s into achieved training FLOP/s at
+    3x forward: the backward of a linear layer costs two of its forwards (input and weight
+    gradients), and so does a memory layer's (gradient of each read row's weight, dy . T[idx],
+    and the scatter of p dy into the read rows).
     """
 
     def __init__(self, warmup_steps: int, log_every: int, flops_per_token: float | None = None):
@@ -34,7 +37,9 @@ class Throughput(pl.Callback):
         self.flops_per_token = flops_per_token
         self._steps = 0  # in this process: a resumed run warms up again
         self._tokens = 0
-        self._seconds = 0.0
+        self._seconds = 0.0  # after warm-up: what tokens/s divides by
+        self.step_seconds = 0.0  # every step, warm-up included: what a run spends training
+        self.wall_seconds = 0.0
         self._batch_start = 0.0
         self._fit_start = 0.0
 
@@ -48,23 +53,29 @@ class Throughput(pl.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize()  # CUDA runs ahead of the host: time the real work
         self._steps += 1
+        seconds = time.perf_counter() - self._batch_start
+        self.step_seconds += seconds
         if self._steps > self.warmup_steps:
-            self._seconds += time.perf_counter() - self._batch_start
+            self._seconds += seconds
             self._tokens += batch[:, 1:].numel()
         if trainer.global_step % self.log_every == 0:
             _log(trainer, self.metrics())
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _log(trainer, {**self.metrics(), "perf/wall_s": time.perf_counter() - self._fit_start})
+        self.wall_seconds = time.perf_counter() - self._fit_start
+        _log(trainer, self.metrics())
 
     def metrics(self) -> dict[str, float]:
+        out = {"perf/step_seconds": self.step_seconds}
+        if self.wall_seconds:
+            out["perf/wall_s"] = self.wall_seconds
         if not self._seconds:
-            return {}
+            return out
         rate = self._tokens / self._seconds
-        out = {"perf/tokens_per_s": rate}
+        out["perf/tokens_per_s"] = rate
         if self.flops_per_token:
             out["perf/flops_per_token"] = self.flops_per_token
-            out["perf/train_flops_per_s"] = 3 * self.flops_per_token * rate  # fwd + 2x for bwd
+            out["perf/train_flops_per_s"] = 3 * self.flops_per_token * rate
         return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from harness.data.datamodule import TextDataModule
 from harness.errors import ConfigError
+from harness.models.cost import flops_per_token
 from harness.models.sizes import model_size
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, resolve_tracking_uri
 from harness.train.callbacks import BucketUsageMonitor, PeakMemory, Throughput
@@ -57,8 +59,13 @@ def train(
     tags: dict[str, str] | None = None,
     callbacks: list[pl.Callback] | None = None,
     progress_bar: bool = True,
+    on_run_started: Callable[[str, Path], None] | None = None,
 ) -> TrainResult:
-    """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run."""
+    """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
+
+    `on_run_started(run_id, checkpoint_path)` is called once the MLflow run exists, before step 0
+    (the study runner records both on its trial, so a retry can resume them).
+    """
     uri = resolve_tracking_uri(tracking_uri, home)
     check_tracking_uri(uri)
     run_id = None
@@ -82,12 +89,18 @@ def train(
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     module = CausalLM(config)
     module.run_id = run_id
+    throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
+                            flops_per_token(config.model, config.seq_len))
     trainer = _trainer(config, tracker, run_id, experiment, checkpoint_dir, progress_bar,
-                       callbacks or [])
+                       [throughput, *(callbacks or [])])
+    if on_run_started is not None:
+        on_run_started(run_id, checkpoint_dir / CHECKPOINT)
     try:
         with warnings.catch_warnings():
             _quiet_known_lightning_warnings()
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            if trainer.global_step % config.train.val_every:  # always end on a validation
+                trainer.validate(module, datamodule=datamodule, verbose=False)
     except NonFiniteLossError as error:
         _fail(tracker, run_id, str(error))
         raise TrainingFailed(run_id, str(error)) from error
@@ -103,7 +116,8 @@ def train(
     if config.train.log_checkpoint:
         tracker.log_artifact(run_id, checkpoint, "checkpoint")
         tracker.log_artifact(run_id, checkpoint_dir / "config.yaml", "checkpoint")
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
+               **throughput.metrics()}
     tracker.end_run(run_id, "FINISHED")
     return TrainResult(run_id, experiment, uri, metrics, checkpoint)
 
@@ -167,8 +181,7 @@ def _trainer(config: RunConfig, tracker: Tracker, run_id: str, experiment: str,
         accelerator=train.accelerator,
         devices=1,
         logger=TrackerLogger(tracker, run_id, experiment),
-        callbacks=[checkpoints, Throughput(train.throughput_warmup_steps, train.log_every),
-                   PeakMemory(), BucketUsageMonitor(), *extra],
+        callbacks=[checkpoints, PeakMemory(), BucketUsageMonitor(), *extra],
         log_every_n_steps=train.log_every,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,

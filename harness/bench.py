@@ -1,0 +1,266 @@
+"""MemoryLayer against nn.Linear at matched shapes, and where each sits on the roofline.
+
+`run_bench` returns rows (library data, JSON-able with `BenchRow.to_dict`); `format_bench`
+prints them. Timings on a shared machine swing from run to run, so the two layers are timed in
+the same process with their repeats interleaved (alternating which goes first) and compared as a
+ratio of medians: speed-up > 1 means the memory layer is faster.
+
+Roofline: a kernel whose arithmetic intensity (FLOPs per byte it must move) is below the
+machine balance (FLOP/s of nn.Linear here / measured copy bandwidth) is memory-bound. A memory
+layer does one multiply-add per table value it reads (1 / bytes-per-value FLOP per byte), so it
+is memory-bound on any current machine; its useful speed is the share of the bandwidth its row
+reads reach. FLOPs are multiply-adds (harness.models.cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.models import MemoryLayer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PASSES = ("forward", "forward+backward")
+WARMUP = 2  # untimed calls of each step before its repeats
+BACKWARD_FACTOR = 3  # nn.Linear forward + input gradient + weight gradient, each T*in*out
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    width: int  # in = out features, both layers
+    tokens: int
+    dtype: str  # a key of DTYPES
+    passes: str  # one of PASSES
+    threads: int
+    bandwidth: float  # measured streaming copy, bytes read + written per second
+    linear_ms: float | None  # median; None when the layer failed (see note)
+    memory_ms: float | None
+    linear_flops: int  # multiply-adds of the pass
+    memory_read_bytes: int  # table rows the forward reads: tokens * K * out * bytes per value
+    table_bytes: int  # all K * 2^b rows; rows read more than once may come from cache
+    linear_intensity: float  # forward FLOPs per byte it must move (input, weight, output)
+    memory_intensity: float  # forward FLOPs per byte of table rows read
+    note: str = ""
+
+    @property
+    def speedup(self) -> float | None:
+        if self.linear_ms is None or self.memory_ms is None:
+            return None
+        return self.linear_ms / self.memory_ms
+
+    @property
+    def linear_flops_per_s(self) -> float | None:
+        return None if self.linear_ms is None else self.linear_flops / (self.linear_ms / 1e3)
+
+    @property
+    def memory_read_per_s(self) -> float | None:
+        """Row-read bandwidth the memory layer's forward reaches (forward rows only)."""
+        if self.memory_ms is None or self.passes != "forward":
+            return None
+        return self.memory_read_bytes / (self.memory_ms / 1e3)
+
+    @property
+    def bandwidth_share(self) -> float | None:
+        reads = self.memory_read_per_s
+        return None if reads is None else reads / self.bandwidth
+
+    @property
+    def machine_balance(self) -> float | None:
+        """FLOPs per byte at which nn.Linear's measured speed meets the bandwidth."""
+        flops = self.linear_flops_per_s
+        return None if flops is None or self.passes != "forward" else flops / self.bandwidth
+
+    @property
+    def linear_bound(self) -> str | None:
+        return _bound(self.linear_intensity, self.machine_balance)
+
+    @property
+    def memory_bound(self) -> str | None:
+        return _bound(self.memory_intensity, self.machine_balance)
+
+    def to_dict(self) -> dict[str, Any]:
+        derived = ("speedup", "linear_flops_per_s", "memory_read_per_s", "bandwidth_share",
+                   "machine_balance", "linear_bound", "memory_bound")
+        return {**asdict(self), **{name: getattr(self, name) for name in derived}}
+
+
+def _bound(intensity: float, balance: float | None) -> str | None:
+    if balance is None:
+        return None
+    return "memory" if intensity < balance else "compute"
+
+
+def measure_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 10) -> float:
+    """Bytes read + written per second by a streaming copy of an nbytes fp32 tensor.
+
+    The best of the repeats, as STREAM reports: a ceiling, which other load only lowers.
+    """
+    src = torch.ones(nbytes // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm-up: fault the pages in
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return 2 * src.numel() * 4 / min(times)
+
+
+def run_bench(
+    widths: Sequence[int] = (512, 768, 1024),
+    tokens: int = 4096,
+    dtypes: Sequence[str] = ("fp32", "bf16"),
+    repeats: int = 20,
+    passes: Sequence[str] = PASSES,
+    chunk_size: int = 8,
+    bandwidth_bytes: int = 256 * 2**20,
+    seed: int = 0,
+) -> list[BenchRow]:
+    """Time MemoryLayer(w, w, chunk_size) against nn.Linear(w, w, bias=False) on (tokens, w)."""
+    unknown = sorted(set(dtypes) - set(DTYPES)) + sorted(set(passes) - set(PASSES))
+    if unknown:
+        raise ValueError(f"unknown dtype or pass {unknown}; allowed: {[*DTYPES, *PASSES]}")
+    bandwidth = measure_bandwidth(bandwidth_bytes)
+    rows = []
+    for width in widths:
+        for dtype in dtypes:
+            with torch.random.fork_rng(devices=[]):  # seeded layers, caller's RNG untouched
+                torch.manual_seed(seed)
+                layers = {"linear": nn.Linear(width, width, bias=False),
+                          "memory": MemoryLayer(width, width, chunk_size=chunk_size)}
+                x = torch.randn(tokens, width)
+            layers = {name: layer.to(DTYPES[dtype]) for name, layer in layers.items()}
+            x = x.to(DTYPES[dtype])
+            for pass_name in passes:
+                backward = pass_name == "forward+backward"
+                steps = {name: _step(layer, x, backward) for name, layer in layers.items()}
+                ms, note = interleaved_medians(steps, repeats)
+                rows.append(_row(width, tokens, dtype, pass_name, bandwidth, layers, ms, note))
+    return rows
+
+
+def _row(width: int, tokens: int, dtype: str, pass_name: str, bandwidth: float,
+         layers: dict[str, nn.Module], ms: dict[str, float | None], note: str) -> BenchRow:
+    memory = layers["memory"]
+    value_bytes = memory.tables.element_size()
+    rows_per_token = memory.num_tables * width  # values read per token, also its multiply-adds
+    forward_flops = tokens * width * width
+    moved = (2 * tokens * width + width * width) * value_bytes  # read x and W, write y
+    return BenchRow(
+        width=width, tokens=tokens, dtype=dtype, passes=pass_name,
+        threads=torch.get_num_threads(), bandwidth=bandwidth,
+        linear_ms=ms["linear"], memory_ms=ms["memory"],
+        linear_flops=forward_flops * (BACKWARD_FACTOR if pass_name != "forward" else 1),
+        memory_read_bytes=tokens * rows_per_token * value_bytes,
+        table_bytes=memory.tables.numel() * value_bytes,
+        linear_intensity=forward_flops / moved,
+        memory_intensity=rows_per_token / (rows_per_token * value_bytes),
+        note=note,
+    )
+
+
+def _step(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
+    if not backward:
+        def forward() -> None:
+            with torch.no_grad():
+                layer(x)
+        return forward
+    x = x.detach().requires_grad_(True)  # a layer inside a network passes gradient back
+
+    def forward_backward() -> None:
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).sum().backward()
+    return forward_backward
+
+
+def interleaved_medians(steps: dict[str, Callable[[], None]],
+                         repeats: int) -> tuple[dict[str, float | None], str]:
+    """Median ms of each step, repeats interleaved; a step that raises is reported in the note."""
+    working, notes = [], []
+    for name, step in steps.items():
+        try:
+            for _ in range(WARMUP):  # allocator, thread pool, kernels; finds missing dtypes
+                step()
+            working.append(name)
+        except (RuntimeError, NotImplementedError) as error:
+            notes.append(f"{name} unsupported: {str(error).splitlines()[0]}")
+    times: dict[str, list[float]] = {name: [] for name in working}
+    for i in range(repeats):
+        for name in working if i % 2 == 0 else working[::-1]:
+            start = time.perf_counter()
+            steps[name]()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    ms = {name: statistics.median(times[name]) if name in working and repeats else None
+          for name in steps}
+    return ms, "; ".join(notes)
+
+
+def format_bench(rows: Sequence[BenchRow]) -> str:
+    if not rows:
+        return "no benchmark rows"
+    first = rows[0]
+    lines = [
+        f"torch {torch.__version__}, {first.threads} threads, {first.tokens} tokens, "
+        f"MemoryLayer tau = chunk_size, K = width / tau; streaming copy bandwidth "
+        f"{first.bandwidth / 1e9:.1f} GB/s (read + write)",
+        f"{'shape':>11} {'dtype':>5} {'pass':>8} {'linear ms':>10} {'memory ms':>10} "
+        f"{'speed-up':>8} {'lin GFLOP/s':>11} {'rows GB/s':>9} {'% bw':>5} "
+        f"{'AI lin':>7} {'AI mem':>6} {'balance':>7}  bound (linear / memory)",
+    ]
+    notes = []
+    for row in rows:
+        bound = ("-" if row.linear_bound is None
+                 else f"{row.linear_bound} / {row.memory_bound}")
+        lines.append(
+            f"{row.width:>5}x{row.width:<5} {row.dtype:>5} "
+            f"{'fwd' if row.passes == 'forward' else 'fwd+bwd':>8} "
+            f"{_num(row.linear_ms, '.2f'):>10} {_num(row.memory_ms, '.2f'):>10} "
+            f"{_num(row.speedup, '.2f', 'x'):>8} "
+            f"{_num(row.linear_flops_per_s, '.1f', '', 1e9):>11} "
+            f"{_num(row.memory_read_per_s, '.1f', '', 1e9):>9} "
+            f"{_num(row.bandwidth_share, '.0%'):>5} {row.linear_intensity:>7.1f} "
+            f"{row.memory_intensity:>6.2f} {_num(row.machine_balance, '.1f'):>7}  {bound}")
+        if row.note:
+            notes.append(f"{row.width}x{row.width} {row.dtype} {row.passes}: {row.note}")
+    lines += [
+        "speed-up = linear ms / memory ms (> 1: memory layer faster); rows GB/s = table rows read",
+        "by the memory layer's forward; AI = multiply-adds per byte moved; balance = linear",
+        "FLOP/s / bandwidth: a layer with AI below it is memory-bound, above it compute-bound.",
+        "% bw counts every row read; rows read again may come from cache, so it can pass 100%:",
+        *(f"  {r.width}x{r.width} {r.dtype}: tables {r.table_bytes / 1e6:.1f} MB, each row read "
+          f"{r.memory_read_bytes / r.table_bytes:.1f}x per forward on average"
+          for r in rows if r.passes == "forward"),
+        *notes,
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: float | None, spec: str, suffix: str = "", scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value / scale:{spec}}{suffix}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `harness bench` and of benchmarks/layer_forward.py (one definition)."""
+    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--widths", type=int, nargs="+", default=[512, 768, 1024])
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--chunk-size", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats,
+                     chunk_size=args.chunk_size)
+    print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
+          else format_bench(rows))
+    return 0

@@ -1,0 +1,158 @@
+"""Forward FLOPs of both block kinds and the whole model, from a config alone (pure arithmetic).
+
+Convention (the same as `harness.metrics.flops`, whose fvcore count a test holds equal to these
+formulas for every preset and a range of knobs): one multiply-add = 1 FLOP, as fvcore and the
+paper count (SPEC section 5). Two figures are kept apart:
+
+- matrix-like (`attention`, `non_attention`, `total`): multiply-adds of matrix products, which is
+  what the paper's Table 1 counts: linear layers (weight only), QK^T and AV of attention (the full
+  s x s score matrix, causal or not, as the paper counts 2 s^2 d), the memory layers' weighted row
+  sums (one per gathered value, Eq. 11) and SimHash's +-1 combinations when b != c (c * b per table
+  and token, counted as the multiply-adds of the einsum that computes them).
+- `elementwise`: everything else that computes, one FLOP per output value of each elementwise op,
+  transcendental or not (add, mul, div, neg, abs, compare, sigmoid, gelu; biases and residuals),
+  one per input value of a reduction (sum, prod), LAYER_NORM_PER_VALUE per normalised value and
+  SOFTMAX_PER_SCORE per attention score.
+
+Reads (embedding lookup, index_select, slicing), views, casts and concatenation cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.models.config import MemoryLayerSpec, ModelConfig
+
+# mean, centre, variance (one multiply-add), scale by 1/std, affine (one multiply-add)
+LAYER_NORM_PER_VALUE = 5
+# scale by 1/sqrt(hs), running max, exp(x - max), sum, divide; the causal mask is a select
+SOFTMAX_PER_SCORE = 5
+# a memory layer's hash and weight per table and token: per bit [h >= 0], bit * 2^j, sum of
+# bits, |h|, 2 * |h|, / t, sigmoid, product of the factors; plus 1 for the table's row offset
+HASH_PER_BIT = 8
+L1_PER_BIT = 2  # `l1` weighting: |h| again and its sum, plus 1 per table for the product with p
+
+
+@dataclass(frozen=True)
+class ForwardCost:
+    """FLOPs of one forward pass (of a block or the whole model) over batch x seq_len tokens."""
+
+    attention: int  # QK^T and AV multiply-adds
+    non_attention: int  # every other matrix-like multiply-add
+    elementwise: int  # norms, softmax, rotary, activations, adds, hash and weights
+    # matrix-like multiply-adds per submodule, keyed by the module's name in the built module
+    parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.attention + self.non_attention
+
+    @property
+    def total_with_elementwise(self) -> int:
+        return self.total + self.elementwise
+
+
+def memory_layer_matrix(spec: MemoryLayerSpec, tokens: int) -> int:
+    """Weighted row sums (K x out per token, Eq. 11) plus SimHash combinations when b != c."""
+    sums = tokens * spec.num_tables * spec.out_features
+    simhash = 0 if spec.bucket_bits == spec.chunk_size else (
+        tokens * spec.num_tables * spec.chunk_size * spec.bucket_bits)
+    return sums + simhash
+
+
+def memory_layer_elementwise(spec: MemoryLayerSpec, tokens: int, weighting: str) -> int:
+    """Hash and weight of every table (the weighted sum itself is matrix-like)."""
+    per_table = HASH_PER_BIT * spec.bucket_bits + 1
+    if weighting == "l1":
+        per_table += L1_PER_BIT * spec.bucket_bits + 1
+    return tokens * spec.num_tables * per_table
+
+
+def rotary_dims(config: ModelConfig) -> int:
+    return int(config.head_dim * config.rotary_pct) // 2 * 2
+
+
+def attention_cost(config: ModelConfig, seq_len: int, batch: int) -> tuple[int, int]:
+    """(matrix, elementwise) of causal attention on projected Q, K, V: (B, T, d) each."""
+    scores = batch * config.n_head * seq_len * seq_len  # (B, H, T, T)
+    matrix = 2 * scores * config.head_dim  # QK^T and AV
+    rot = rotary_dims(config)
+    # per rotated tensor (Q and K): neg of half the rotated dims, x*cos, rot*sin and their sum
+    rotary = 2 * batch * seq_len * config.n_head * (rot // 2 + 3 * rot)
+    return matrix, scores * SOFTMAX_PER_SCORE + rotary
+
+
+def block_cost(config: ModelConfig, seq_len: int, batch: int = 1) -> ForwardCost:
+    """One block's forward FLOPs on input (batch, seq_len, d_model)."""
+    if config.kind == "dense":
+        return _dense_block(config, seq_len, batch)
+    return _memoryformer_block(config, seq_len, batch)
+
+
+def _memoryformer_block(config: ModelConfig, seq_len: int, batch: int) -> ForwardCost:
+    tokens, d, hidden = batch * seq_len, config.d_model, config.ffn_hidden
+    attn_matrix, attn_elementwise = attention_cost(config, seq_len, batch)
+    specs = config.memory_layers()
+    names = {"qkv": "qkv", "ffn_in": "ffn.layer_in", "ffn_out": "ffn.layer_out"}
+    parts = {names[spec.name]: memory_layer_matrix(spec, tokens) for spec in specs}
+    elementwise = (
+        attn_elementwise
+        + sum(memory_layer_elementwise(spec, tokens, config.weighting) for spec in specs)
+        + LAYER_NORM_PER_VALUE * tokens * (2 * d + hidden)  # attention, FFN input, FFN middle
+        + 2 * tokens * d  # two residual adds
+        + (tokens * hidden if config.ffn_activation == "gelu" else 0)
+    )
+    return ForwardCost(attention=attn_matrix, non_attention=sum(parts.values()),
+                       elementwise=elementwise, parts={**parts, "attn": attn_matrix})
+
+
+def _dense_block(config: ModelConfig, seq_len: int, batch: int) -> ForwardCost:
+    tokens, d, hidden = batch * seq_len, config.d_model, config.ffn_hidden
+    attn_matrix, attn_elementwise = attention_cost(config, seq_len, batch)
+    # (in, out) of each linear layer; biases are elementwise adds
+    linears = {"qkv": (d, 3 * d), "proj": (d, d), "mlp.0": (d, hidden), "mlp.2": (hidden, d)}
+    parts = {name: tokens * n_in * n_out for name, (n_in, n_out) in linears.items()}
+    elementwise = (
+        attn_elementwise
+        + tokens * sum(n_out for _, n_out in linears.values())  # biases
+        + LAYER_NORM_PER_VALUE * tokens * 2 * d  # the two parallel branches' norms
+        + tokens * hidden  # GELU
+        + 2 * tokens * d  # x + attention + MLP
+    )
+    return ForwardCost(attention=attn_matrix, non_attention=sum(parts.values()),
+                       elementwise=elementwise, parts={**parts, "attn": attn_matrix})
+
+
+def model_cost(config: ModelConfig, seq_len: int, batch: int = 1) -> ForwardCost:
+    """The whole language model: blocks, final norm and LM head; the embedding is a read."""
+    block = block_cost(config, seq_len, batch)
+    tokens = batch * seq_len
+    head = tokens * config.d_model * config.vocab_size
+    parts = {f"blocks.{i}.{name}": flops
+             for i in range(config.n_layer) for name, flops in block.parts.items()}
+    return ForwardCost(
+        attention=config.n_layer * block.attention,
+        non_attention=config.n_layer * block.non_attention + head,
+        elementwise=config.n_layer * block.elementwise + LAYER_NORM_PER_VALUE * tokens
+        * config.d_model,
+        parts={**parts, "head": head},
+    )
+
+
+def flops_per_token(config: ModelConfig, seq_len: int, elementwise: bool = False) -> int:
+    """Forward FLOPs per token of the whole model on sequences of seq_len tokens.
+
+    Matrix-like multiply-adds only unless `elementwise`. Attention makes it grow with seq_len.
+    Forward only: the usual "backward = 2 x forward" does not hold for memory layers, whose
+    input gradient flows only through the weights p (SPEC section 1, item 6).
+    """
+    cost = model_cost(config, seq_len)
+    flops = cost.total_with_elementwise if elementwise else cost.total
+    return flops // seq_len  # every term is a multiple of seq_len
+
+
+def paper_non_attention(config: ModelConfig, seq_len: int) -> int | None:
+    """The paper's approximation of a MemoryFormer block's memory layers, 6 K s d (Table 1)."""
+    if config.kind != "memoryformer":
+        return None
+    return 6 * config.resolved_num_tables * seq_len * config.d_model
