@@ -97,6 +97,65 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _load_study(args: argparse.Namespace):
+    from harness.ablate.study_file import load_study
+
+    study = load_study(args.file)
+    return study.with_seeds(tuple(args.seeds)) if getattr(args, "seeds", None) else study
+
+
+def _storage(args: argparse.Namespace) -> str:
+    from harness.ablate.storage import default_storage
+
+    return args.storage or default_storage()
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from harness.ablate.runner import Settings, run_study
+    from harness.ablate.storage import Heartbeat
+    from harness.tracking import resolve_tracking_uri
+
+    study = _load_study(args)  # validates every cell before anything runs
+    runtime = [f"train.devices={args.devices}"] if args.devices else []
+    runtime += [f"train.strategy={args.strategy}"] if args.strategy else []
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    settings = Settings(storage=_storage(args), tracking_uri=tracking_uri,
+                        heartbeat=Heartbeat(args.heartbeat_interval, args.grace_period),
+                        progress=not args.quiet, runtime_overrides=tuple(runtime))
+    workers = _spawn_workers(args, settings) if args.jobs > 1 else []
+    try:
+        finished = run_study(study, settings)
+    finally:
+        for worker in workers:
+            worker.wait()
+    if not args.quiet:
+        failed = sum(cell.trial.state.name == "FAIL" for cell in finished)
+        print(f"study {study.name}: {len(finished)} cells finished, {failed} failed; "
+              f"see `harness status {args.file}` and `harness ui`")
+    return 0
+
+
+def _spawn_workers(args: argparse.Namespace, settings) -> list:
+    """N - 1 more local workers on the same study (this process is the first)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "harness", "ablate", str(args.file), "--storage",
+               settings.storage, "--tracking-uri", settings.tracking_uri, "--quiet",
+               "--heartbeat-interval", str(args.heartbeat_interval),
+               "--grace-period", str(args.grace_period)]
+    if args.seeds:
+        command += ["--seeds", *map(str, args.seeds)]
+    return [subprocess.Popen(command) for _ in range(args.jobs - 1)]
+
+
+def _status(args: argparse.Namespace) -> int:
+    from harness.ablate.status import format_status, study_status
+
+    study = _load_study(args)
+    print(format_status(study, study_status(study, _storage(args))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -140,6 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="CHECKPOINT",
                        help="continue a checkpoint, in the same MLflow run")
     train.set_defaults(run=_train)
+
+    ablate = commands.add_parser("ablate", help="run (or continue) a study from a study file")
+    ablate.add_argument("file", type=Path, help="a study file, e.g. ablations/quickstart.yaml")
+    ablate.add_argument("--storage", help="Optuna storage URL (default: sqlite under .harness/; "
+                        "postgresql://... lets workers on many machines share the study)")
+    ablate.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, "
+                        "else sqlite under .harness/)")
+    ablate.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    ablate.add_argument("--seeds", type=int, nargs="+", help="replace the file's seeds")
+    ablate.add_argument("--devices", type=int, help="devices per trial (Lightning DDP)")
+    ablate.add_argument("--strategy", help="Lightning strategy per trial, e.g. ddp")
+    ablate.add_argument("--heartbeat-interval", type=int, default=10,
+                        help="seconds between a running trial's heartbeats")
+    ablate.add_argument("--grace-period", type=int, default=30,
+                        help="a trial silent this long is taken for dead and retried")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
+    ablate.set_defaults(run=_ablate)
+
+    status = commands.add_parser("status", help="the cells of a study and their states")
+    status.add_argument("file", type=Path)
+    status.add_argument("--storage", help="Optuna storage URL (default: sqlite under .harness/)")
+    status.add_argument("--seeds", type=int, nargs="+", help="as given to `harness ablate`")
+    status.set_defaults(run=_status)
 
     ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store")
     ui.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else .harness/mlflow.db")

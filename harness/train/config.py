@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 0  # model init and sample order; the validation split stays fixed across seeds
     precision: str = "32"  # one of PRECISIONS; bf16 autocast keeps fp32 master weights
     accelerator: str = "auto"  # one of ACCELERATORS
+    devices: int = 1  # > 1: Lightning DDP across this many devices of one machine
+    strategy: str = "auto"  # a Lightning strategy name, e.g. ddp
     log_every: int = 10
     throughput_warmup_steps: int = 3  # excluded from tokens/s: allocator and kernel warm-up
     log_checkpoint: bool = False  # also store the final checkpoint as an MLflow artifact
@@ -66,6 +68,7 @@ class TrainConfig:
         for name in ("max_steps", "val_every", "log_every"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("seed", self.seed, minimum=0)
+        check_int("devices", self.devices, minimum=1)
         check_int("throughput_warmup_steps", self.throughput_warmup_steps, minimum=0)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("accelerator", self.accelerator, ACCELERATORS)

@@ -38,6 +38,15 @@ class TrainingFailed(RuntimeError):
         self.run_id = run_id
 
 
+class RunStopped(Exception):
+    """Raised by a callback to end a run early on purpose (e.g. a pruner): not a failure.
+
+    The run is ended with `status` and the message as its stop reason.
+    """
+
+    status = "KILLED"
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
@@ -99,16 +108,20 @@ def train(
         with warnings.catch_warnings():
             _quiet_known_lightning_warnings()
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-            if trainer.global_step % config.train.val_every:  # always end on a validation
+            ended_unvalidated = trainer.global_step % config.train.val_every
+            if ended_unvalidated or "val/loss" not in trainer.callback_metrics:
                 trainer.validate(module, datamodule=datamodule, verbose=False)
+    except RunStopped as stop:
+        end_with_reason(tracker, run_id, str(stop), status=stop.status)
+        raise
     except NonFiniteLossError as error:
-        _fail(tracker, run_id, str(error))
+        end_with_reason(tracker, run_id, str(error))
         raise TrainingFailed(run_id, str(error)) from error
     except KeyboardInterrupt:
-        _fail(tracker, run_id, "interrupted by the user", status="KILLED")
+        end_with_reason(tracker, run_id, "interrupted by the user", status="KILLED")
         raise
     except Exception as error:
-        _fail(tracker, run_id, f"{type(error).__name__}: {error}")
+        end_with_reason(tracker, run_id, f"{type(error).__name__}: {error}")
         raise
 
     checkpoint = checkpoint_dir / CHECKPOINT
@@ -179,7 +192,8 @@ def _trainer(config: RunConfig, tracker: Tracker, run_id: str, experiment: str,
         gradient_clip_val=config.optim.grad_clip or None,
         precision="bf16-mixed" if train.precision == "bf16" else "32-true",
         accelerator=train.accelerator,
-        devices=1,
+        devices=train.devices,
+        strategy=train.strategy,
         logger=TrackerLogger(tracker, run_id, experiment),
         callbacks=[checkpoints, PeakMemory(), BucketUsageMonitor(), *extra],
         log_every_n_steps=train.log_every,
@@ -189,8 +203,9 @@ def _trainer(config: RunConfig, tracker: Tracker, run_id: str, experiment: str,
     )
 
 
-def _fail(tracker: Tracker, run_id: str, reason: str, status: str = "FAILED") -> None:
-    tracker.set_tags(run_id, {"failure_reason": reason})
+def end_with_reason(tracker: Tracker, run_id: str, reason: str, status: str = "FAILED") -> None:
+    """End a run that did not finish: FAILED with `failure_reason`, KILLED with `stop_reason`."""
+    tracker.set_tags(run_id, {"failure_reason" if status == "FAILED" else "stop_reason": reason})
     tracker.end_run(run_id, status)
 
 

@@ -1,0 +1,1 @@
+"""Ablation studies: study files -> an Optuna study -> one tracked training run per trial."""

@@ -1,0 +1,316 @@
+"""Study files (`ablations/*.yaml`): a base preset, a budget, and either a grid or a search.
+
+    name: expansion-bits
+    description: Table 5 at CPU size
+    base: {preset: memoryformer-nano, set: {data.tokenizer: byte}}
+    budget: {steps: 300, val_every: 50}        # or tokens: 1_000_000
+    axes: {model.expansion_bits: [0, 1, 2, 3]}  # a grid: every combination x every seed, once
+    seeds: [0, 1]
+    objectives: [val_loss]
+
+A tuning study has `search` instead of `axes`:
+
+    search:
+      sampler: tpe                              # tpe | nsga2 | random
+      n_trials: 20
+      params:
+        optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+        model.chunk_size: {choices: [4, 8]}
+    pruner: median                              # none | median | hyperband
+
+The whole file is validated, and every cell's run config built, before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+from harness.train.config import SECTIONS, RunConfig, build_run_config
+from harness.validate import check_choice, check_int
+
+# objective name -> (what it reads, default direction)
+OBJECTIVES = {
+    "val_loss": ("final validation loss (val/loss)", "minimize"),
+    "flops_per_token": ("forward FLOPs per token, exact count", "minimize"),
+    "table_bytes": ("hash-table bytes of the whole model", "minimize"),
+    "tokens_per_s": ("training throughput (perf/tokens_per_s)", "maximize"),
+}
+SAMPLERS = ("tpe", "nsga2", "random")
+PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("minimize", "maximize")
+TOP_KEYS = ("name", "description", "base", "budget", "axes", "search", "seeds", "objectives",
+            "pruner", "evaluate")
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str  # "section.field"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    sampler: str
+    n_trials: int
+    params: tuple[SearchParam, ...]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    preset: str
+    overrides: tuple[tuple[str, Any], ...]  # ("section.field", value), applied to every cell
+    steps: int
+    val_every: int
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]  # grid axes; "preset" or "section.field"
+    search: Search | None
+    seeds: tuple[int, ...]
+    objectives: tuple[Objective, ...]
+    pruner: str
+    evaluate: tuple[str, ...]  # evaluation tasks run at the end of each trial
+
+    @property
+    def is_grid(self) -> bool:
+        return self.search is None
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every grid point with its seed, in a fixed order: what the grid sampler enumerates."""
+        names = [name for name, _ in self.axes] + ["seed"]
+        values = [list(v) for _, v in self.axes] + [list(self.seeds)]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+    def grid_space(self) -> dict[str, list[Any]]:
+        return {**{name: list(values) for name, values in self.axes}, "seed": list(self.seeds)}
+
+    def run_config(self, params: dict[str, Any]) -> RunConfig:
+        """The RunConfig of one cell (or one sampled trial): base, then the cell's values."""
+        preset = params.get("preset", self.preset)
+        sets = [f"{k}={json.dumps(v)}" for k, v in self.overrides]
+        sets += [f"{k}={json.dumps(v)}" for k, v in params.items() if k not in ("preset", "seed")]
+        sets += [f"train.max_steps={self.steps}", f"train.val_every={self.val_every}",
+                 f"train.seed={params.get('seed', self.seeds[0])}"]
+        return build_run_config(preset, sets)
+
+    def digest(self) -> str:
+        """Identity of the definition: a study name reused with other cells is refused."""
+        body = asdict(replace(self, description=""))
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+    def with_seeds(self, seeds: tuple[int, ...]) -> Study:
+        return replace(self, seeds=tuple(_seeds(list(seeds))))
+
+    def check(self) -> None:
+        """Build every cell's config now, so a bad combination fails before any trial starts."""
+        if self.is_grid:
+            for cell in self.cells():
+                _cell_config(self, cell)
+        else:
+            assert self.search is not None
+            for param in self.search.params:  # both ends of each range, one at a time
+                for value in _corners(param):
+                    _cell_config(self, {param.name: value})
+
+
+def load_study(path: Path | str) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("study", f"{path} is not a file; allowed: a study YAML such as "
+                          "ablations/quickstart.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError("study", f"{path} is not valid YAML: {error}") from None
+    study = parse_study(raw)
+    study.check()
+    return study
+
+
+def parse_study(raw: Any) -> Study:
+    if not isinstance(raw, dict):
+        raise ConfigError("study", "the file must be a mapping; allowed keys: "
+                          f"{', '.join(TOP_KEYS)}")
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        raise ConfigError("name", f"{name!r}; allowed: a non-empty name without spaces or slashes")
+    base = _mapping(raw.get("base"), "base", ("preset", "set"))
+    overrides = tuple(sorted(_mapping(base.get("set") or {}, "base.set", None).items()))
+    for key, _ in overrides:
+        _check_field_key(f"base.set.{key}", key)
+    axes_raw = _mapping(raw.get("axes") or {}, "axes", None)
+    search = _search(raw.get("search"))
+    if bool(axes_raw) == (search is not None):
+        raise ConfigError("axes", "a study has exactly one of `axes` (a grid) or `search` "
+                          "(tuning); allowed: one of them")
+    axes = tuple((key, _axis_values(key, values)) for key, values in axes_raw.items())
+    steps, val_every = _budget(raw.get("budget"), str(base.get("preset")), overrides)
+    objectives = _objectives(raw.get("objectives", ["val_loss"]))
+    pruner = raw.get("pruner", "none")
+    check_choice("pruner", pruner, PRUNERS)
+    if pruner != "none" and (search is None or len(objectives) > 1):
+        raise ConfigError("pruner", f"{pruner!r} needs a single-objective `search` study (a grid "
+                          "runs every cell in full); allowed: none")
+    evaluate = raw.get("evaluate") or []
+    if not isinstance(evaluate, list) or not all(isinstance(t, str) for t in evaluate):
+        raise ConfigError("evaluate", f"{evaluate!r}; allowed: a list of task names")
+    return Study(
+        name=name, description=str(raw.get("description", "")), preset=str(base.get("preset")),
+        overrides=overrides, steps=steps, val_every=val_every, axes=axes, search=search,
+        seeds=tuple(_seeds(raw.get("seeds", [0]))), objectives=objectives, pruner=pruner,
+        evaluate=tuple(evaluate),
+    )
+
+
+def _mapping(value: Any, where: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(where, f"{value!r} is not a mapping"
+                          + (f"; allowed keys: {', '.join(allowed)}" if allowed else ""))
+    if allowed is not None:
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}",
+                              f"unknown key; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _check_field_key(where: str, key: Any) -> None:
+    """`preset` or `section.field` naming a real config field."""
+    if key == "preset":
+        return
+    section, _, name = str(key).partition(".")
+    if section not in SECTIONS:
+        raise ConfigError(where, f"unknown section {section!r}; allowed: preset, "
+                          + ", ".join(f"{s}.FIELD" for s in SECTIONS))
+    from dataclasses import fields
+
+    allowed = [f.name for f in fields(SECTIONS[section])]
+    if name not in allowed:
+        raise ConfigError(where, f"unknown field {name!r} of {section}; allowed: "
+                          + ", ".join(allowed))
+
+
+def _axis_values(key: str, values: Any) -> tuple[Any, ...]:
+    _check_field_key(f"axes.{key}", key)
+    if key == "train.seed":
+        raise ConfigError("axes.train.seed", "seeds are their own key; allowed: seeds: [0, 1]")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"axes.{key}", f"{values!r}; allowed: a non-empty list of values")
+    for value in values:
+        if not (value is None or isinstance(value, str | int | float | bool)):
+            raise ConfigError(f"axes.{key}", f"{value!r}; allowed: numbers, strings, booleans")
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(f"axes.{key}", f"{values!r} repeats a value; allowed: distinct values")
+    return tuple(values)
+
+
+def _search(raw: Any) -> Search | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, "search", ("sampler", "n_trials", "params"))
+    sampler = raw.get("sampler", "tpe")
+    check_choice("search.sampler", sampler, SAMPLERS)
+    check_int("search.n_trials", raw.get("n_trials"), 1)
+    params = []
+    for key, spec in _mapping(raw.get("params"), "search.params", None).items():
+        _check_field_key(f"search.params.{key}", key)
+        spec = _mapping(spec, f"search.params.{key}", ("low", "high", "log", "step", "choices"))
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise ConfigError(f"search.params.{key}.choices", "allowed: a non-empty list")
+            params.append(SearchParam(key, choices=tuple(spec["choices"])))
+            continue
+        low, high = spec.get("low"), spec.get("high")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            raise ConfigError(f"search.params.{key}", f"low={low!r}, high={high!r}; allowed: "
+                              "numbers low < high, or choices: [...]")
+        if not low < high or (spec.get("log") and low <= 0):
+            raise ConfigError(f"search.params.{key}", f"low={low}, high={high}; allowed: "
+                              "low < high (and low > 0 with log: true)")
+        params.append(SearchParam(key, low=low, high=high, log=bool(spec.get("log", False)),
+                                  step=spec.get("step")))
+    if not params:
+        raise ConfigError("search.params", "empty; allowed: at least one section.field range")
+    return Search(sampler=sampler, n_trials=raw["n_trials"], params=tuple(params))
+
+
+def _budget(raw: Any, preset: str, overrides: tuple[tuple[str, Any], ...]) -> tuple[int, int]:
+    raw = _mapping(raw, "budget", ("steps", "tokens", "val_every"))
+    if ("steps" in raw) == ("tokens" in raw):
+        raise ConfigError("budget", "give exactly one of steps or tokens; allowed: "
+                          "{steps: N} or {tokens: N}")
+    if "steps" in raw:
+        check_int("budget.steps", raw["steps"], 1)
+        steps = raw["steps"]
+    else:
+        check_int("budget.tokens", raw["tokens"], 1)
+        data = build_run_config(preset, [f"{k}={json.dumps(v)}" for k, v in overrides]).data
+        steps = math.ceil(raw["tokens"] / (data.batch_size * (data.seq_len or 1)))
+    val_every = raw.get("val_every", max(1, steps // 5))
+    check_int("budget.val_every", val_every, 1)
+    return steps, min(val_every, steps)
+
+
+def _objectives(raw: Any) -> tuple[Objective, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("objectives", f"{raw!r}; allowed: a list of {', '.join(OBJECTIVES)}")
+    out = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"metric": item}
+        item = _mapping(item, "objectives", ("metric", "direction"))
+        check_choice("objectives.metric", item.get("metric"), tuple(OBJECTIVES))
+        direction = item.get("direction", OBJECTIVES[item["metric"]][1])
+        check_choice("objectives.direction", direction, DIRECTIONS)
+        out.append(Objective(item["metric"], direction))
+    return tuple(out)
+
+
+def _seeds(raw: Any) -> list[int]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("seeds", f"{raw!r}; allowed: a non-empty list of integers >= 0")
+    for seed in raw:
+        check_int("seeds", seed, 0)
+    if len(set(raw)) != len(raw):
+        raise ConfigError("seeds", f"{raw!r} repeats a seed; allowed: distinct integers")
+    return raw
+
+
+def _corners(param: SearchParam) -> list[Any]:
+    if param.choices is not None:
+        return list(param.choices)
+    return [param.low, param.high]
+
+
+def _cell_config(study: Study, params: dict[str, Any]) -> RunConfig:
+    try:
+        return study.run_config(params)
+    except ConfigError as error:
+        label = ", ".join(f"{k}={v}" for k, v in params.items())
+        raise ConfigError(error.field, f"{str(error).removeprefix(error.field + ': ')} "
+                          f"(in the cell {label})") from None
