@@ -1,0 +1,46 @@
+"""Shared fixtures: the one place that makes any study tiny enough for CI."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.ablate.runner import Settings
+from harness.ablate.study_file import Search, Study
+
+# A one-block, 32-wide model on Shakespeare bytes: a trial takes a couple of seconds.
+TINY_SET = {"model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "data.tokenizer": "byte",
+            "data.seq_len": 16, "data.batch_size": 2, "data.val_batches": 1,
+            "train.log_every": 1, "train.throughput_warmup_steps": 0}
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """Token caches shared by every test of the session (encoding is the slow part of a run)."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture
+def shrink(data_cache):
+    """shrink(study) -> the same study with every axis cut to 2 values, 1 seed, a few steps."""
+
+    def cut(study: Study, steps: int = 2, val_every: int = 1, values: int = 2) -> Study:
+        overrides = {**dict(study.overrides), **TINY_SET, "data.cache_dir": str(data_cache)}
+        search = study.search
+        if search is not None:
+            search = Search(search.sampler, min(search.n_trials, 2), search.params)
+        return replace(study, overrides=tuple(sorted(overrides.items())), steps=steps,
+                       val_every=val_every, seeds=study.seeds[:1], search=search,
+                       axes=tuple((name, vals[:values]) for name, vals in study.axes))
+
+    return cut
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Embedded stores under the test's own folder, no progress output."""
+    return Settings(storage=f"sqlite:///{tmp_path}/optuna.db",
+                    tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path / "home",
+                    progress=False, poll_seconds=0.5)
