@@ -75,7 +75,7 @@ def test_bad_study_files_name_the_field(tmp_path, changes, field, allowed):
 def test_unaffordable_cell_says_how_many_bytes_and_which_cell(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({**BASE, "axes": {"model.bucket_bits": [8, 30]}}))
-    with pytest.raises(ConfigError, match=r"= 24\.0 TiB in fp32 .* \(in the cell "
+    with pytest.raises(ConfigError, match=r"= 24\.0 TiB in fp32.* \(in the cell "
                                           r"model\.bucket_bits=30, seed=0\)"):
         load_study(path)
 
