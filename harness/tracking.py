@@ -155,6 +155,26 @@ class Tracker:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
 
+    def find_run(self, run_id: str):
+        """The run, or None when the store has no run with this id (get_run raises instead)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path | None:
+        """Copy one artifact of a run into `destination`; None when the run has no such file."""
+        folder = artifact_path.rpartition("/")[0]
+        listed = {a.path for a in self.client.list_artifacts(run_id, folder or None)}
+        if artifact_path not in listed:
+            return None
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))
+
 
 def provenance() -> dict[str, str]:
     """Where and with what a run ran: tags on every run (lm-evaluation-harness style)."""

@@ -68,3 +68,10 @@ def test_schedule_warms_up_then_decays_to_a_tenth():
     assert lr_factor(60, warmup, total, 0.1) == pytest.approx(0.55)
     assert lr_factor(110, warmup, total, 0.1) == pytest.approx(0.1)
     assert lr_factor(500, warmup, total, 0.1) == pytest.approx(0.1)
+
+
+def test_exponent_floats_and_typed_values():
+    config = build_run_config("memoryformer-nano", ["optim.lr=1e-3", "model.name=1e3x"],
+                              values={"model.init_std": 1.0e38, "data.corpus": "bible"})
+    assert config.optim.lr == 0.001 and config.model.name == "1e3x"
+    assert config.model.init_std == 1.0e38 and config.data.corpus == "bible"

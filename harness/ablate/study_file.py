@@ -109,11 +109,11 @@ class Study:
     def run_config(self, params: dict[str, Any]) -> RunConfig:
         """The RunConfig of one cell (or one sampled trial): base, then the cell's values."""
         preset = params.get("preset", self.preset)
-        sets = [f"{k}={json.dumps(v)}" for k, v in self.overrides]
-        sets += [f"{k}={json.dumps(v)}" for k, v in params.items() if k not in ("preset", "seed")]
-        sets += [f"train.max_steps={self.steps}", f"train.val_every={self.val_every}",
-                 f"train.seed={params.get('seed', self.seeds[0])}"]
-        return build_run_config(preset, sets)
+        values = dict(self.overrides)
+        values.update({k: v for k, v in params.items() if k not in ("preset", "seed")})
+        values.update({"train.max_steps": self.steps, "train.val_every": self.val_every,
+                       "train.seed": params.get("seed", self.seeds[0])})
+        return build_run_config(preset, values=values)
 
     def digest(self) -> str:
         """Identity of the definition: a study name reused with other cells is refused."""
@@ -269,7 +269,7 @@ def _budget(raw: Any, preset: str, overrides: tuple[tuple[str, Any], ...]) -> tu
         steps = raw["steps"]
     else:
         check_int("budget.tokens", raw["tokens"], 1)
-        data = build_run_config(preset, [f"{k}={json.dumps(v)}" for k, v in overrides]).data
+        data = build_run_config(preset, values=dict(overrides)).data
         steps = math.ceil(raw["tokens"] / (data.batch_size * (data.seq_len or 1)))
     val_every = raw.get("val_every", max(1, steps // 5))
     check_int("budget.val_every", val_every, 1)

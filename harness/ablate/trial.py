@@ -69,6 +69,16 @@ class TrialRunner:
             raise optuna.TrialPruned("grid exhausted by another worker")
         label = cell_label(params)
         trial.set_user_attr(CELL, label)
+        try:
+            return self._run(trial, params, label, inherited)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:  # TrainingFailed (NaN) and anything else: the trial FAILs
+            trial.set_user_attr(REASON, f"{type(error).__name__}: {error}"[:1000])
+            raise
+
+    def _run(self, trial: optuna.Trial, params: dict[str, Any], label: str,
+             inherited: dict[str, Any]) -> list[float]:
         config = self.study.run_config(params)
         resume = self._resume_point(inherited, trial)
         tags = {"harness.study": self.study.name, "harness.trial": str(trial.number),
@@ -89,9 +99,6 @@ class TrialRunner:
                            callbacks=callbacks, progress_bar=False, on_run_started=started)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
-        except Exception as error:  # TrainingFailed (NaN) and anything else: the trial FAILs
-            trial.set_user_attr(REASON, f"{type(error).__name__}: {error}"[:1000])
-            raise
         seconds = time.perf_counter() - start
         self.tracker.log_metrics(result.run_id, {
             "perf/trial_seconds": seconds,

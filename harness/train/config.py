@@ -134,13 +134,21 @@ class RunConfig:
         return cls.from_dict(yaml.safe_load(text))
 
 
-def build_run_config(preset_name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """A preset's model, default data, optimiser and loop, then `section.field=value` changes."""
+def build_run_config(preset_name: str, overrides: list[str] | tuple[str, ...] = (),
+                     values: dict[str, Any] | None = None) -> RunConfig:
+    """A preset's model, default data, optimiser and loop, then changes: `section.field=value`
+    strings (parsed as YAML), then typed `values` {"section.field": value} (no parsing)."""
     if preset_name not in preset_names():
         raise ConfigError("preset", f"{preset_name!r} is not a preset; "
                           f"allowed: {', '.join(preset_names())}")
     base = RunConfig(preset_name, preset(preset_name), DataConfig(), OptimConfig(), TrainConfig())
-    return apply_overrides(base, parse_overrides(overrides))
+    changes = parse_overrides(overrides)
+    for key, value in (values or {}).items():
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name:
+            raise ConfigError(key, f"not SECTION.FIELD; allowed sections: {', '.join(SECTIONS)}")
+        changes.setdefault(section, {})[name] = value
+    return apply_overrides(base, changes)
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -155,8 +163,21 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
         if section not in SECTIONS:
             raise ConfigError("set", f"unknown section {section!r} in {item!r}; allowed: "
                               f"{', '.join(SECTIONS)}")
-        changes.setdefault(section, {})[name] = yaml.safe_load(raw) if raw.strip() else None
+        changes.setdefault(section, {})[name] = parse_value(raw)
     return changes
+
+
+def parse_value(raw: str) -> Any:
+    """A YAML scalar, except that 1e-3 is a number (YAML 1.1 reads it as a string)."""
+    if not raw.strip():
+        return None
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(config: RunConfig, changes: dict[str, dict[str, Any]]) -> RunConfig:
