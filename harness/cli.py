@@ -111,7 +111,7 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from harness.ablate.runner import Settings, run_study
+    from harness.ablate.runner import Settings, prepare_study, run_study
     from harness.ablate.storage import Heartbeat
     from harness.tracking import resolve_tracking_uri
 
@@ -122,9 +122,10 @@ def _ablate(args: argparse.Namespace) -> int:
     settings = Settings(storage=_storage(args), tracking_uri=tracking_uri,
                         heartbeat=Heartbeat(args.heartbeat_interval, args.grace_period),
                         progress=not args.quiet, runtime_overrides=tuple(runtime))
+    prepared = prepare_study(study, settings)  # stores made before any other worker starts
     workers = _spawn_workers(args, settings) if args.jobs > 1 else []
     try:
-        finished = run_study(study, settings)
+        finished = run_study(study, settings, prepared)
     finally:
         for worker in workers:
             worker.wait()

@@ -23,6 +23,12 @@ def data_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def tiny_set(data_cache) -> dict:
+    """`base.set` of a tiny study whose token cache is shared across the session."""
+    return {**TINY_SET, "data.cache_dir": str(data_cache)}
+
+
+@pytest.fixture
 def shrink(data_cache):
     """shrink(study) -> the same study with every axis cut to 2 values, 1 seed, a few steps."""
 

@@ -53,14 +53,15 @@ def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
         3, 6]
     artifacts = {a.path for a in tracker(tmp_path).client.list_artifacts(result.run_id)}
     assert {"config.yaml", "checkpoint"} <= artifacts
-    config, run_id = read_checkpoint(result.checkpoint)
-    assert run_id == result.run_id and config.model.vocab_size == 256
+    config, run_id, step = read_checkpoint(result.checkpoint)
+    assert run_id == result.run_id and config.model.vocab_size == 256 and step == 6
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path):
     first = run_train(tmp_path, tiny(tmp_path, "train.max_steps=3"))
     resumed = run_train(tmp_path, tiny(tmp_path, "train.max_steps=6"), resume=first.checkpoint)
     assert resumed.run_id == first.run_id
+    assert tracker(tmp_path).run(first.run_id).data.tags["harness.resumed_from_step"] == "3"
     store = tracker(tmp_path)
     runs = store.client.search_runs([store.experiment_id("test")])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"

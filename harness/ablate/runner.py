@@ -68,18 +68,36 @@ def total_cells(study: Study) -> int:
     return len(study.cells()) if study.is_grid else study.search.n_trials  # type: ignore[union-attr]
 
 
-def run_study(study: Study, settings: Settings) -> list[Cell]:
-    """Work on the study until every cell is finished; returns the cells."""
+@dataclass(frozen=True)
+class Prepared:
+    """A study opened in its storage, with its MLflow parent run: ready for workers."""
+
+    study: Study
+    optuna_study: optuna.Study
+    tracker: Tracker
+    parent_run_id: str
+
+
+def prepare_study(study: Study, settings: Settings) -> Prepared:
+    """Open (or create) the study and its parent run; raises ConfigError on bad stores."""
     check_tracking_uri(settings.tracking_uri)
     storage = open_storage(settings.storage, settings.heartbeat)
     optuna_study, created = open_study(study, storage)
     tracker = Tracker(settings.tracking_uri, artifact_root=settings.home / "artifacts")
     parent = _parent_run(optuna_study, created, tracker, study, settings)
+    return Prepared(study, optuna_study, tracker, parent)
+
+
+def run_study(study: Study, settings: Settings, prepared: Prepared | None = None) -> list[Cell]:
+    """Work on the study until every cell is finished; returns the cells."""
+    prepared = prepared or prepare_study(study, settings)
+    optuna_study, tracker, parent = prepared.optuna_study, prepared.tracker, prepared.parent_run_id
     runner = TrialRunner(study, tracker, settings.home, parent, settings.runtime_overrides)
     total = total_cells(study)
     bar = _progress_bar(study.name, total, settings.progress)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per trial
+    surplus_streak = 0
     try:
         while True:
             _fail_stale_trials(optuna_study)
@@ -94,6 +112,11 @@ def run_study(study: Study, settings: Settings) -> list[Cell]:
             if waiting or len(current) < total:
                 optuna_study.optimize(runner, n_trials=1, catch=(Exception,),
                                       callbacks=[_summary(settings.progress, bar)])
+                last = optuna_study.trials[-1]
+                surplus_streak = surplus_streak + 1 if last.user_attrs.get(SURPLUS) else 0
+                if surplus_streak > 2 * total:  # a sampler that cannot reach the missing cells
+                    raise RuntimeError(f"study {study.name}: the sampler keeps proposing cells "
+                                       f"that are already held; {done}/{total} finished")
             else:
                 time.sleep(settings.poll_seconds)  # the rest is running in other workers
     finally:

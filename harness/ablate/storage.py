@@ -42,20 +42,30 @@ def open_storage(url: str, heartbeat: Heartbeat) -> optuna.storages.RDBStorage:
     else:
         check_database_reachable("storage", url)
         engine = {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():
-            # Heartbeats and their retry callback are "experimental" since Optuna 2.8; they are
-            # the documented way to recover a dead worker's trial, and what we test.
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat.interval,
-                grace_period=heartbeat.grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_RETRIES, inherit_intermediate_values=True),
-            )
-    except Exception as error:  # SQLAlchemy and drivers raise many types
-        raise ConfigError("storage", f"{redact(url)} cannot be opened: "
-                          f"{redact(str(error)).splitlines()[0]}") from None
+    for attempt in range(3):
+        try:
+            return _rdb_storage(url, engine, heartbeat)
+        except Exception as error:  # SQLAlchemy and drivers raise many types
+            # Workers started together on a fresh database race to create its tables; the
+            # loser finds them made on a second look.
+            if attempt == 2:
+                raise ConfigError("storage", f"{redact(url)} cannot be opened: "
+                                  f"{redact(str(error)).splitlines()[0]}") from None
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _rdb_storage(url: str, engine: dict, heartbeat: Heartbeat) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        # Heartbeats and their retry callback are "experimental" since Optuna 2.8; they are the
+        # documented way to recover a dead worker's trial, and what we test.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=heartbeat.interval,
+            grace_period=heartbeat.grace,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRIES, inherit_intermediate_values=True),
+        )
 
 
 def sampler_for(study: Study) -> optuna.samplers.BaseSampler:

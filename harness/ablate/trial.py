@@ -63,10 +63,9 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> list[float]:
         params = self.suggest(trial)
         inherited = dict(trial.user_attrs)  # a retry carries the dead trial's attrs
-        if self.study.is_grid and trial.number >= len(self.study.cells()) and CELL not in inherited:
-            # Two workers raced for the last cell: this trial duplicates one another worker holds.
+        if self.study.is_grid and is_surplus(trial):
             trial.set_user_attr(SURPLUS, True)
-            raise optuna.TrialPruned("grid exhausted by another worker")
+            raise optuna.TrialPruned("this cell is already held by an earlier trial")
         label = cell_label(params)
         trial.set_user_attr(CELL, label)
         try:
@@ -139,6 +138,20 @@ class TrialRunner:
         from harness.train.config import apply_overrides, parse_overrides
 
         return apply_overrides(config, parse_overrides(self.runtime_overrides))
+
+
+def is_surplus(trial: optuna.Trial) -> bool:
+    """Whether an earlier trial already holds this trial's grid cell.
+
+    The grid sampler gives trial n cell n while it can, then a random unclaimed cell; two workers
+    racing for the last cell, or a finished grid, give a duplicate. A retry owns its cell.
+    """
+    trials = trial.study.get_trials(deepcopy=False)
+    attrs = next(t.system_attrs for t in trials if t.number == trial.number)
+    if "failed_trial" in attrs:
+        return False
+    return any(t.number < trial.number and not t.user_attrs.get(SURPLUS)
+               and t.system_attrs.get("grid_id") == attrs.get("grid_id") for t in trials)
 
 
 def cell_label(params: dict[str, Any]) -> str:

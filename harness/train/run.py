@@ -79,7 +79,7 @@ def train(
     check_tracking_uri(uri)
     run_id = None
     if resume is not None:
-        config, run_id = read_checkpoint(resume, config)
+        config, run_id, resumed_step = read_checkpoint(resume, config)
     datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
     datamodule.prepare()  # corpus, split, tokenizer, token cache: raises ConfigError up front
     config = dataclasses.replace(
@@ -91,7 +91,8 @@ def train(
                             tags or {})
     else:
         tracker.client.update_run(run_id, status="RUNNING")
-    checkpoint_dir = home / "checkpoints" / run_id
+        tracker.set_tags(run_id, {"harness.resumed_from_step": resumed_step})
+    checkpoint_dir = (home / "checkpoints" / run_id).resolve()  # recorded on trials: absolute
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     (checkpoint_dir / "config.yaml").write_text(config.to_yaml())
 
@@ -135,8 +136,8 @@ def train(
     return TrainResult(run_id, experiment, uri, metrics, checkpoint)
 
 
-def read_checkpoint(path: Path, fallback: RunConfig | None = None) -> tuple[RunConfig, str]:
-    """(config, MLflow run id) stored in a harness checkpoint."""
+def read_checkpoint(path: Path, fallback: RunConfig | None = None) -> tuple[RunConfig, str, int]:
+    """(config, MLflow run id, optimiser step) stored in a harness checkpoint."""
     if not Path(path).is_file():
         raise ConfigError("resume", f"{path} is not a file; allowed: a checkpoint written by "
                           "`harness train` (.harness/checkpoints/RUN_ID/last.ckpt)")
@@ -147,7 +148,7 @@ def read_checkpoint(path: Path, fallback: RunConfig | None = None) -> tuple[RunC
     if fallback is not None:  # a resumed run may be given more steps than it first had
         config = dataclasses.replace(config, train=dataclasses.replace(
             config.train, max_steps=max(config.train.max_steps, fallback.train.max_steps)))
-    return config, state["mlflow_run_id"]
+    return config, state["mlflow_run_id"], int(state.get("global_step", 0))
 
 
 def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, experiment: str,

@@ -1,0 +1,175 @@
+"""`harness ablate` as separate processes: a killed worker, two workers on PostgreSQL, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from harness.ablate.runner import cells
+from harness.tracking import Tracker
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def study_file(tmp_path: Path, tiny_set: dict, name: str, steps: int, val_every: int,
+               axes: dict, seeds: list[int]) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "base": {"preset": "memoryformer-nano", "set": tiny_set},
+        "budget": {"steps": steps, "val_every": val_every}, "axes": axes, "seeds": seeds}))
+    return path
+
+
+def ablate(path: Path, cwd: Path, *args: str, wait: bool = True):
+    command = [sys.executable, "-m", "harness", "ablate", str(path), "--quiet", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=cwd, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def storage_url(cwd: Path) -> str:
+    return f"sqlite:///{(cwd / '.harness' / 'optuna.db').resolve()}"
+
+
+def tracker(cwd: Path) -> Tracker:
+    return Tracker(f"sqlite:///{(cwd / '.harness' / 'mlflow.db').resolve()}")
+
+
+def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny_set):
+    path = study_file(tmp_path, tiny_set, "killed", steps=80, val_every=4,
+                      axes={"model.chunk_size": [4, 8]}, seeds=[0])
+    beat = ["--heartbeat-interval", "1", "--grace-period", "3"]
+    worker = ablate(path, tmp_path, *beat, wait=False)
+    victim = None
+    deadline = time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.2)
+        try:  # only read: table creation is the worker's job
+            storage = optuna.storages.RDBStorage(storage_url(tmp_path), skip_table_creation=True)
+            study = optuna.load_study(study_name="killed", storage=storage)
+        except Exception:  # not created yet
+            continue
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            checkpoint = trial.user_attrs.get("checkpoint")
+            if checkpoint and Path(checkpoint).is_file():
+                victim = trial
+    if victim is None:
+        worker.kill()
+        pytest.fail(f"no trial reached a checkpoint: {worker.communicate()[1]}")
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and anything it started, mid-trial
+    worker.wait()
+    worker.stderr.close()
+
+    rerun = ablate(path, tmp_path, *beat)
+    assert rerun.returncode == 0, rerun.stderr
+    study = optuna.load_study(study_name="killed", storage=storage_url(tmp_path))
+    final = cells(study)
+    assert len(final) == 2 and all(c.trial.state == TrialState.COMPLETE for c in final)
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["cell"] for t in complete) == ["chunk_size=4,seed=0",
+                                                              "chunk_size=8,seed=0"]
+    retry = next(c.trial for c in final if c.lineage == victim.number)
+    assert retry.number != victim.number and retry.system_attrs["failed_trial"] == victim.number
+    assert study.trials[victim.number].state == TrialState.FAIL
+    run_id = victim.user_attrs["mlflow_run_id"]
+    assert retry.user_attrs["mlflow_run_id"] == run_id  # the same MLflow run continued
+    run = tracker(tmp_path).run(run_id)
+    assert int(run.data.tags["harness.resumed_from_step"]) >= 4  # from its checkpoint, not 0
+    assert run.data.tags["harness.trial"] == str(retry.number)
+    history = tracker(tmp_path).metric_history(run_id, "val/loss")
+    assert max(step for step, _ in history) == 80
+    runs = tracker(tmp_path).client.search_runs([tracker(tmp_path).experiment_id("killed")])
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    assert len([r for r in runs if r.data.tags.get("harness.role") == "trial"]) == 2
+
+
+def postgres_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def scratch_databases():
+    """Two fresh PostgreSQL databases (Optuna and MLflow), dropped afterwards."""
+    if not postgres_answers():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL does not answer on 127.0.0.1:5432, and CI must run this test")
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (start one to test many workers)")
+    import psycopg2
+
+    names = [f"harness_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("optuna", "mlflow")]
+    admin = psycopg2.connect(f"{PG}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"CREATE DATABASE {name}")
+    yield [f"{PG}/{name}" for name in names]
+    with admin.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def test_two_workers_share_one_study_on_postgresql(tmp_path, tiny_set, scratch_databases):
+    optuna_url, mlflow_url = scratch_databases
+    path = study_file(tmp_path, tiny_set, "shared", steps=30, val_every=10,
+                      axes={"model.chunk_size": [4, 8]}, seeds=[0, 1])
+    args = ["--storage", optuna_url, "--tracking-uri", mlflow_url]
+    workers = [ablate(path, tmp_path, *args, wait=False) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read()
+        worker.stderr.close()
+
+    study = optuna.load_study(study_name="shared", storage=optuna_url)
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["cell"] for t in complete) == sorted(
+        f"chunk_size={c},seed={s}" for c in (4, 8) for s in (0, 1))  # each cell exactly once
+    store = Tracker(mlflow_url)
+    runs = store.client.search_runs([store.experiment_id("shared")])
+    parents = [r for r in runs if r.data.tags.get("harness.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("harness.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_bad_input_exits_2_before_any_trial_and_changes_nothing(tmp_path, tiny_set):
+    path = study_file(tmp_path, tiny_set, "fixed", steps=2, val_every=1,
+                      axes={"model.chunk_size": [4]}, seeds=[0])
+    assert ablate(path, tmp_path).returncode == 0
+    before = len(optuna.load_study(study_name="fixed", storage=storage_url(tmp_path)).trials)
+
+    changed = study_file(tmp_path, tiny_set, "fixed", steps=3, val_every=1,
+                         axes={"model.chunk_size": [4]}, seeds=[0])
+    result = ablate(changed, tmp_path)
+    assert result.returncode == 2
+    assert "harness ablate: error: name: a study named 'fixed' already exists" in result.stderr
+    unaffordable = study_file(tmp_path, tiny_set, "big", steps=2, val_every=1,
+                              axes={"model.bucket_bits": [8, 40]}, seeds=[0])
+    result = ablate(unaffordable, tmp_path)
+    assert result.returncode == 2 and "= 1.5 PiB in fp32" in result.stderr
+    result = ablate(path, tmp_path, "--storage", "postgresql://u:secret@127.0.0.1:1/none")
+    assert result.returncode == 2 and "storage: postgresql://u:***@127.0.0.1:1/none is " \
+                                      "unreachable" in result.stderr
+    assert "secret" not in result.stderr
+    result = ablate(tmp_path / "missing.yaml", tmp_path)
+    assert result.returncode == 2 and "study: " in result.stderr
+    study = optuna.load_study(study_name="fixed", storage=storage_url(tmp_path))
+    assert len(study.trials) == before
+    assert "Traceback" not in result.stderr
