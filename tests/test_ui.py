@@ -1,0 +1,67 @@
+"""`harness ui` in a real browser: headless Chromium renders the study's runs from the store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.ablate.runner import run_study
+from harness.ablate.study_file import load_study
+from harness.tracking import Tracker, start_ui, stop_ui, wait_until_up
+
+QUICKSTART = Path(__file__).parent.parent / "ablations" / "quickstart.yaml"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--virtual-time-budget=20000"]
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian's chromium is missing; .ci/run installs it")
+        pytest.skip("no chromium (apt-get install chromium) to test the UI in a browser")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rendered(chromium: str, url: str, profile: Path) -> str:
+    """The DOM after the page's scripts ran: what a person would see, as text."""
+    result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                             "--dump-dom", url], capture_output=True, text=True, timeout=120,
+                            check=False)
+    return result.stdout
+
+
+def test_the_ui_lists_a_study_and_each_trial_page_shows_it(chromium, shrink, settings, tmp_path):
+    study = shrink(load_study(QUICKSTART))
+    cells = run_study(study, settings)
+    tracker = Tracker(settings.tracking_uri)
+    experiment = tracker.experiment_id(study.name)
+    port = free_port()
+    server = start_ui(settings.tracking_uri, port=port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(base, process=server)
+        listing = rendered(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "p1")
+        assert f">{study.name}<" in listing  # the parent run, by name
+        assert f"<strong>{1 + len(cells)}</strong> matching runs" in listing  # parent + trials
+        trial = cells[0].trial  # one trial's own page (each page costs Chromium ~20 s here)
+        page = rendered(chromium, f"{base}/#/experiments/{experiment}/runs/"
+                        f"{trial.user_attrs['mlflow_run_id']}", tmp_path / "p2")
+        assert trial.user_attrs["cell"] in page  # the trial's run name
+        assert study.name in page and "val/loss" in page  # its parent and its metrics
+    finally:
+        stop_ui(server)
+    assert server.poll() is not None
