@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -234,11 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (a scheduler's preemption, `kill`) stops a run like Ctrl-C: runs end KILLED, not
+    # left RUNNING, and an interrupted trial is resumed when its study is run again.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.run(args)
     except ConfigError as error:  # bad input: one line, exit 2, before any training starts
         print(f"harness {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

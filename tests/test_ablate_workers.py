@@ -48,7 +48,8 @@ def tracker(cwd: Path) -> Tracker:
     return Tracker(f"sqlite:///{(cwd / '.harness' / 'mlflow.db').resolve()}")
 
 
-def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny_set):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny_set, sig):
     path = study_file(tmp_path, tiny_set, "killed", steps=80, val_every=4,
                       axes={"model.chunk_size": [4, 8]}, seeds=[0])
     beat = ["--heartbeat-interval", "1", "--grace-period", "3"]
@@ -69,9 +70,12 @@ def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny
     if victim is None:
         worker.kill()
         pytest.fail(f"no trial reached a checkpoint: {worker.communicate()[1]}")
-    os.killpg(worker.pid, signal.SIGKILL)  # the worker and anything it started, mid-trial
+    os.killpg(worker.pid, sig)  # the worker and anything it started, mid-trial
     worker.wait()
     worker.stderr.close()
+    if sig == signal.SIGTERM:  # stopped cleanly: its runs are ended, none left RUNNING
+        runs = tracker(tmp_path).client.search_runs([tracker(tmp_path).experiment_id("killed")])
+        assert {r.info.status for r in runs} <= {"KILLED", "FINISHED"}
 
     rerun = ablate(path, tmp_path, *beat)
     assert rerun.returncode == 0, rerun.stderr

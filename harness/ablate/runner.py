@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.ablate.storage import PARENT_RUN, Heartbeat, open_storage, open_study, wait_for_attr
 from harness.ablate.study_file import Study
-from harness.ablate.trial import CELL, REASON, RUN_ID, SURPLUS, TrialRunner
+from harness.ablate.trial import CELL, INTERRUPTED, REASON, RUN_ID, SURPLUS, TrialRunner
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, redact
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -97,6 +97,7 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
     bar = _progress_bar(study.name, total, settings.progress)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per trial
+    _requeue_interrupted(optuna_study)
     surplus_streak = 0
     try:
         while True:
@@ -119,12 +120,27 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
                                        f"that are already held; {done}/{total} finished")
             else:
                 time.sleep(settings.poll_seconds)  # the rest is running in other workers
+    except KeyboardInterrupt:
+        tracker.set_tags(parent, {"stop_reason": "interrupted; rerun to continue the study"})
+        tracker.end_run(parent, "KILLED")
+        raise
     finally:
         if bar is not None:
             bar.close()
     finished = cells(optuna_study)
     _close_parent(tracker, parent, finished)
     return finished
+
+
+def _requeue_interrupted(optuna_study: optuna.Study) -> None:
+    """An interrupted trial is not a failed cell: queue it again, to resume its checkpoint."""
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None,
+                                                             inherit_intermediate_values=True)
+    for cell in cells(optuna_study):
+        if cell.trial.state == TrialState.FAIL and cell.trial.user_attrs.get(INTERRUPTED):
+            with warnings.catch_warnings():  # experimental since Optuna 2.8 (see storage.py)
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+                retry(optuna_study, cell.trial)
 
 
 def _fail_stale_trials(optuna_study: optuna.Study) -> None:

@@ -25,6 +25,7 @@ from harness.train.run import RunStopped, TrainResult, end_with_reason, train
 # trial user attrs
 RUN_ID, CHECKPOINT, CELL, REASON, SURPLUS = ("mlflow_run_id", "checkpoint", "cell",
                                              "failure_reason", "surplus")
+INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: retried when the study is rerun
 
 
 class PrunedRun(RunStopped):
@@ -71,6 +72,10 @@ class TrialRunner:
         try:
             return self._run(trial, params, label, inherited)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED, True)
+            trial.set_user_attr(REASON, "interrupted (Ctrl-C or SIGTERM)")
             raise
         except Exception as error:  # TrainingFailed (NaN) and anything else: the trial FAILs
             trial.set_user_attr(REASON, f"{type(error).__name__}: {error}"[:1000])

@@ -118,9 +118,10 @@ def train(
     except NonFiniteLossError as error:
         end_with_reason(tracker, run_id, str(error))
         raise TrainingFailed(run_id, str(error)) from error
-    except KeyboardInterrupt:
-        end_with_reason(tracker, run_id, "interrupted by the user", status="KILLED")
-        raise
+    except (KeyboardInterrupt, SystemExit):
+        # Lightning turns Ctrl-C (and our SIGTERM) into SystemExit(1) after its own teardown.
+        end_with_reason(tracker, run_id, "interrupted (Ctrl-C or SIGTERM)", status="KILLED")
+        raise KeyboardInterrupt from None
     except Exception as error:
         end_with_reason(tracker, run_id, f"{type(error).__name__}: {error}")
         raise
