@@ -158,6 +158,40 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from harness.report.build import build_report
+    from harness.tracking import resolve_tracking_uri
+
+    result = build_report(args.study, resolve_tracking_uri(args.tracking_uri), args.out,
+                          log=not args.no_log, dpi=args.dpi)
+    print(f"report of {result.study}: {result.index} ({len(result.files)} files"
+          + (", also logged to the study's parent run)" if result.logged else ")"))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from harness.evaluate import DEFAULT_TASKS, evaluate, format_results
+
+    tasks = [t for item in (args.tasks or [",".join(DEFAULT_TASKS)]) for t in item.split(",") if t]
+    results = evaluate(args.target, tasks, tracking_uri=args.tracking_uri, limit=args.limit,
+                       batch_size=args.batch_size, stride=args.stride, log=not args.no_log,
+                       device=args.device, lm_eval_include=args.lm_eval_include,
+                       bigbench_dir=args.bigbench_dir)
+    print(format_results(results))
+    return 0
+
+
+def _data_bigbench(args: argparse.Namespace) -> int:
+    from harness.evaluate import fetch_bigbench
+
+    tasks = [t for item in args.tasks for t in item.split(",") if t]
+    kwargs = {"cache_dir": args.cache} if args.cache else {}
+    for task, path in fetch_bigbench(tasks, sdist_path=args.sdist,
+                                     keep_sdist=not args.no_keep_sdist, **kwargs).items():
+        print(f"{task}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -224,6 +258,44 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--storage", help="Optuna storage URL (default: sqlite under .harness/)")
     status.add_argument("--seeds", type=int, nargs="+", help="as given to `harness ablate`")
     status.set_defaults(run=_status)
+
+    report = commands.add_parser("report", help="tables, plots and a summary of a study, "
+                                 "from its tracked runs")
+    report.add_argument("study", help="the study's name (its MLflow experiment)")
+    report.add_argument("--tracking-uri", help="MLflow store (default as for ablate)")
+    report.add_argument("--out", type=Path, help="output folder (default: reports/STUDY)")
+    report.add_argument("--no-log", action="store_true",
+                        help="do not attach the report to the study's parent run")
+    report.add_argument("--dpi", type=int, default=120)
+    report.set_defaults(run=_report)
+
+    evaluate = commands.add_parser("eval", help="evaluate a run or checkpoint: perplexity, "
+                                   "multiple choice, BIG-bench, lm-eval tasks")
+    evaluate.add_argument("target", help="an MLflow run id or a checkpoint path")
+    evaluate.add_argument("--tasks", action="append", help="comma-separated task names: "
+                          "ppl:heldout, ppl:shakespeare, ppl:bible, mc:next-line, mc:speaker, "
+                          "bigbench:TASK, or lm-eval tasks such as piqa (default: ppl and mc)")
+    evaluate.add_argument("--limit", type=int, help="examples per task (tokens for ppl)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--stride", type=int, help="perplexity window stride")
+    evaluate.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    evaluate.add_argument("--tracking-uri", help="MLflow store (default as for train)")
+    evaluate.add_argument("--no-log", action="store_true", help="print only, log nothing")
+    evaluate.add_argument("--lm-eval-include", type=Path, help="folder of lm-eval task YAMLs")
+    evaluate.add_argument("--bigbench-dir", type=Path, help="folder of fetched BIG-bench tasks")
+    evaluate.set_defaults(run=_eval)
+
+    data = commands.add_parser("data", help="fetch evaluation data from package registries")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="WHAT")
+    bigbench = data_commands.add_parser("bigbench", help="extract BIG-bench tasks from its "
+                                        "sdist (pip download, once; never installed)")
+    bigbench.add_argument("--tasks", action="append", required=True,
+                          help="comma-separated task names, e.g. hyperbaton,navigate")
+    bigbench.add_argument("--cache", type=Path, help="default: .harness/cache/bigbench")
+    bigbench.add_argument("--sdist", type=Path, help="a bigbench-1.0.0.tar.gz already on disk")
+    bigbench.add_argument("--no-keep-sdist", action="store_true",
+                          help="delete the 358 MB sdist after extracting")
+    bigbench.set_defaults(run=_data_bigbench)
 
     ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store")
     ui.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else .harness/mlflow.db")

@@ -87,3 +87,17 @@ def test_pruned_trials_end_their_runs_as_killed(shrink, settings, tmp_path):
         run = tracker.run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "KILLED" and run.data.tags["stop_reason"].startswith("pruned")
     assert len(cells) == 6
+
+
+def test_a_study_can_evaluate_each_trial_on_its_own_run(shrink, settings):
+    raw = {"name": "evaluated", "base": {"preset": "memoryformer-nano"}, "budget": {"steps": 2},
+           "axes": {"preset": ["dense-nano", "memoryformer-nano"]},
+           "evaluate": ["ppl:heldout", "mc:next-line"]}
+    study = shrink(parse_study(raw))
+    cells = run_study(study, settings)
+    tracker = Tracker(settings.tracking_uri)
+    for cell in cells:
+        metrics = tracker.run(cell.trial.user_attrs["mlflow_run_id"]).data.metrics
+        assert metrics["eval/ppl.heldout/ppl"] > 1
+        assert 0 <= metrics["eval/mc.next-line/acc"] <= 1
+        assert metrics["eval/mc.next-line/acc_stderr"] > 0

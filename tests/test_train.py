@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from harness.tracking import Tracker, default_tracking_uri
+from harness.train.checkpoint import read_checkpoint
 from harness.train.config import build_run_config
-from harness.train.run import TrainingFailed, read_checkpoint, train
+from harness.train.run import TrainingFailed, train
 
 # A one-block MemoryFormer on Shakespeare bytes: real text, seconds per run.
 TINY = ["model.n_layer=1", "model.d_model=32", "model.n_head=2", "data.tokenizer=byte",
@@ -53,8 +54,9 @@ def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
         3, 6]
     artifacts = {a.path for a in tracker(tmp_path).client.list_artifacts(result.run_id)}
     assert {"config.yaml", "checkpoint"} <= artifacts
-    config, run_id, step = read_checkpoint(result.checkpoint)
-    assert run_id == result.run_id and config.model.vocab_size == 256 and step == 6
+    checkpoint = read_checkpoint(result.checkpoint)
+    assert checkpoint.run_id == result.run_id and checkpoint.step == 6
+    assert checkpoint.config.model.vocab_size == 256
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path):

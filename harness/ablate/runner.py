@@ -134,12 +134,12 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
 
 def _requeue_interrupted(optuna_study: optuna.Study) -> None:
     """An interrupted trial is not a failed cell: queue it again, to resume its checkpoint."""
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None,
-                                                             inherit_intermediate_values=True)
-    for cell in cells(optuna_study):
-        if cell.trial.state == TrialState.FAIL and cell.trial.user_attrs.get(INTERRUPTED):
-            with warnings.catch_warnings():  # experimental since Optuna 2.8 (see storage.py)
-                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():  # experimental since Optuna 2.8 (see storage.py)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=None, inherit_intermediate_values=True)
+        for cell in cells(optuna_study):
+            if cell.trial.state == TrialState.FAIL and cell.trial.user_attrs.get(INTERRUPTED):
                 retry(optuna_study, cell.trial)
 
 

@@ -103,6 +103,11 @@ class TrialRunner:
                            callbacks=callbacks, progress_bar=False, on_run_started=started)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
+        if self.study.evaluate:  # logged as eval/* metrics on the trial's own run
+            from harness.evaluate import evaluate
+
+            evaluate(result.run_id, list(self.study.evaluate), tracking_uri=self.tracker.uri,
+                     home=self.home)
         seconds = time.perf_counter() - start
         self.tracker.log_metrics(result.run_id, {
             "perf/trial_seconds": seconds,

@@ -13,6 +13,7 @@ import time
 import lightning.pytorch as pl
 import torch
 
+from harness.metrics.memory import PeakMemoryMeter
 from harness.train.buckets import BucketCounter
 
 
@@ -88,11 +89,27 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 class PeakMemory(pl.Callback):
+    """Peak memory since this fit started: CUDA allocator peak, or the process's resident-set
+    high-water mark, reset at fit start (Linux), so a worker that ran an earlier, larger trial
+    does not carry that trial's peak forward."""
+
+    def __init__(self) -> None:
+        self.meter: PeakMemoryMeter | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.meter = PeakMemoryMeter(pl_module.device)
+        self.meter.start()
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _log(trainer, {"mem/peak_bytes": float(peak_memory_bytes(pl_module.device))})
+        self._log_peak(trainer, pl_module)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _log(trainer, {"mem/peak_bytes": float(peak_memory_bytes(pl_module.device))})
+        self._log_peak(trainer, pl_module)
+
+    def _log_peak(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        peak = (self.meter.stop().peak_bytes if self.meter is not None
+                else peak_memory_bytes(pl_module.device))
+        _log(trainer, {"mem/peak_bytes": float(peak)})
 
 
 class BucketUsageMonitor(pl.Callback):

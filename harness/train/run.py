@@ -14,20 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from harness.data.datamodule import TextDataModule
 from harness.errors import ConfigError
+from harness.metrics.memory import adamw_state_bytes
 from harness.models.cost import flops_per_token
 from harness.models.sizes import model_size
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, resolve_tracking_uri
 from harness.train.callbacks import BucketUsageMonitor, PeakMemory, Throughput
+from harness.train.checkpoint import CHECKPOINT, WRITTEN_BY, read_checkpoint
 from harness.train.config import RunConfig
 from harness.train.logger import TrackerLogger
 from harness.train.module import CausalLM, NonFiniteLossError
-
-CHECKPOINT = "last.ckpt"
 
 
 class TrainingFailed(RuntimeError):
@@ -79,7 +78,7 @@ def train(
     check_tracking_uri(uri)
     run_id = None
     if resume is not None:
-        config, run_id, resumed_step = read_checkpoint(resume, config)
+        config, run_id, resumed_step = resume_point(resume, config)
     datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
     datamodule.prepare()  # corpus, split, tokenizer, token cache: raises ConfigError up front
     config = dataclasses.replace(
@@ -137,19 +136,16 @@ def train(
     return TrainResult(run_id, experiment, uri, metrics, checkpoint)
 
 
-def read_checkpoint(path: Path, fallback: RunConfig | None = None) -> tuple[RunConfig, str, int]:
-    """(config, MLflow run id, optimiser step) stored in a harness checkpoint."""
-    if not Path(path).is_file():
-        raise ConfigError("resume", f"{path} is not a file; allowed: a checkpoint written by "
-                          "`harness train` (.harness/checkpoints/RUN_ID/last.ckpt)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if "harness_config" not in state or not state.get("mlflow_run_id"):
-        raise ConfigError("resume", f"{path} was not written by `harness train`")
-    config = RunConfig.from_dict(state["harness_config"])
-    if fallback is not None:  # a resumed run may be given more steps than it first had
-        config = dataclasses.replace(config, train=dataclasses.replace(
-            config.train, max_steps=max(config.train.max_steps, fallback.train.max_steps)))
-    return config, state["mlflow_run_id"], int(state.get("global_step", 0))
+def resume_point(path: Path, requested: RunConfig) -> tuple[RunConfig, str, int]:
+    """(config, MLflow run id, step) to resume: the checkpoint's own config, with the larger of
+    its max_steps and the requested one (a resumed run may be given more steps)."""
+    checkpoint = read_checkpoint(path)
+    if not checkpoint.run_id:
+        raise ConfigError("resume", f"{path} names no MLflow run; allowed: {WRITTEN_BY}")
+    config = checkpoint.config
+    steps = max(config.train.max_steps, requested.train.max_steps)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=steps))
+    return config, checkpoint.run_id, checkpoint.step
 
 
 def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, experiment: str,
@@ -174,6 +170,7 @@ def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, 
         "size/other_params": size.other_params,
         "size/table_bytes": size.table_bytes,
         "size/other_bytes": size.other_bytes,
+        "size/optimizer_state_bytes": adamw_state_bytes(size.total_params),
         "data/train_tokens": datamodule.train_tokens,
         "data/val_tokens": datamodule.val_tokens,
     }, step=0)

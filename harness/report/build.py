@@ -1,0 +1,176 @@
+"""`build_report`: a study's runs from the tracking store to tables, figures and index.md in a
+folder, also logged under `report/` of the study's parent run so the MLflow UI shows them.
+
+`write_report` is the pure part: frames in, files out, no MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report.cells import (
+    FINISHED,
+    aggregate,
+    layer_usage,
+    per_run,
+    study_info,
+)
+from harness.report.paper import match_table
+from harness.report.reader import StudyRecords, read_study
+from harness.report.summary import Figure, index_markdown, provenance_lines
+from harness.report.tables import build_table, to_csv, to_latex, to_markdown
+
+ARTIFACT_PATH = "report"
+TABLE_FILES = {"Markdown": "table.md", "LaTeX": "table.tex", "CSV": "table.csv"}
+# figures this module names; an older report's leftovers among them are removed before writing
+FIGURE_FILES = ("ppl_vs_flops.png", "loss_curves.png", "throughput.png", "bucket_usage.png",
+                "heatmap.png")
+EFFECT_PREFIX = "effect_"
+SUMMARY_KEYS = ["val_ppl", "val_loss", "flops_exact", "flops_paper", "table_bytes",
+                "tokens_per_s", "block_flops", "block_flops_no_attn"]
+MAX_EFFECT_AXES = 3
+MAX_BUCKET_CELLS = 6
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    study: str
+    out: Path
+    files: tuple[Path, ...]  # everything written, index.md first
+    cells: int
+    runs: int  # trial runs read
+    parent_run_id: str | None
+    logged: bool  # whether the files went to the parent run's artifacts
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.md"
+
+
+def build_report(study: str, tracking_uri: str, out: Path | None = None, *, log: bool = True,
+                 dpi: int = 120) -> ReportResult:
+    """Read the study from the store, write its report into `out` (default reports/STUDY) and,
+    with `log`, attach it to the study's parent run. Raises ConfigError for an unknown study."""
+    from harness.tracking import Tracker, redact
+
+    out = Path(out) if out is not None else Path("reports") / study
+    records = read_study(study, tracking_uri)
+    result = write_report(records, study, out, source=redact(tracking_uri), dpi=dpi)
+    if log and result.parent_run_id is not None:
+        Tracker(tracking_uri).log_artifacts(result.parent_run_id, out, ARTIFACT_PATH)
+        return replace(result, logged=True)
+    return result
+
+
+def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
+                 dpi: int = 120) -> ReportResult:
+    """The report of a runs table and its loss histories, written into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_old_figures(out)
+    info = study_info(study, records.runs)
+    runs = per_run(records.runs, info)
+    finished_kinds = runs.loc[runs["status"] == FINISHED, "kind"].dropna().unique()
+    paper = match_table(info.axis_names, list(runs["kind"].dropna().unique()))
+    cpu = _tag_values(records.runs, "torch.device") == {"cpu"}
+    table = build_table(runs, info, paper, cpu=cpu)
+    written = _write_tables(table, out, study, paper.name if paper else None)
+    cells = aggregate(runs, info.axis_names, SUMMARY_KEYS)
+    figures = _write_figures(records, runs, cells, info, set(finished_kinds), out, dpi)
+    index = out / "index.md"
+    index.write_text(index_markdown(
+        info, runs, cells, table, paper, figures,
+        provenance_lines(records.runs, runs, info, source or "unknown"),
+        {name: file.name for name, file in zip(TABLE_FILES, written, strict=True)}))
+    return ReportResult(study=study, out=out,
+                        files=(index, *written, *(out / f.file for f in figures)),
+                        cells=len(cells), runs=len(runs), parent_run_id=info.parent_run_id,
+                        logged=False)
+
+
+def _write_tables(table, out: Path, study: str, paper_name: str | None) -> list[Path]:
+    caption = (f"{study}: one row per cell, mean ± standard error over seeds"
+               + (f"; the paper's {paper_name} beside ours" if paper_name else ""))
+    texts = {"table.md": to_markdown(table), "table.csv": to_csv(table),
+             "table.tex": to_latex(table, caption, f"tab:{study}")}
+    paths = []
+    for name in TABLE_FILES.values():
+        path = out / name
+        path.write_text(texts[name])
+        paths.append(path)
+    return paths
+
+
+def _write_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFrame, info,
+                   kinds: set[str], out: Path, dpi: int) -> list[Figure]:
+    from harness.report import plots
+
+    made: list[tuple[str, object, str]] = []
+    if cells["val_ppl.mean"].notna().any():
+        made.append(("ppl_vs_flops.png", plots.ppl_vs_flops(cells, info.name),
+                     "Validation perplexity against exact forward FLOPs per token, one point per "
+                     "cell (± standard error over seeds); circled: the Pareto front; dashed: the "
+                     "best dense cell."))
+    if not records.history.empty:
+        made.append(("loss_curves.png", plots.loss_curves(records.history, runs, info.name),
+                     "Validation and training loss against step, mean over seeds per cell "
+                     "(band: ± standard error)."))
+    for axis in _numeric_axes(runs, info)[:MAX_EFFECT_AXES]:
+        others = () if info.is_search else tuple(a for a in info.axis_names if a != axis)
+        name = f"{EFFECT_PREFIX}{axis.split('.')[-1]}.png"
+        made.append((name, plots.axis_effect(runs, axis, others, info.name, info.is_search),
+                     f"Validation perplexity and whole-model table memory against "
+                     f"{axis}."))
+    if {"dense", "memoryformer"} <= kinds:
+        made.append(("throughput.png", plots.throughput(runs, info.name),
+                     "Training throughput per cell: bars mean ± standard error, dots single "
+                     "seeds. Measured on the machine in Provenance; noisy on shared CPUs."))
+    layers = layer_usage(records.runs, runs)
+    if not layers.empty:
+        layers, note = _best_cells(layers, cells)
+        made.append(("bucket_usage.png", plots.bucket_usage(layers, info.name, note),
+                     "Bucket usage per memory layer (the paper's Figure 4 shows hit counts; "
+                     "the harness records each layer's unused share and normalised entropy)."))
+    if len(info.axis_names) >= 2 and not info.is_search and cells["val_ppl.mean"].notna().any():
+        made.append(("heatmap.png", plots.heatmap(cells, info.axis_names, info.name),
+                     "Mean validation perplexity over the grid; an empty square had no "
+                     "finished run."))
+    figures = []
+    for name, fig, caption in made:
+        plots.save(fig, out / name, dpi)
+        figures.append(Figure(name, caption))
+    return figures
+
+
+def _numeric_axes(runs: pd.DataFrame, info) -> list[str]:
+    """Axes whose values are all numbers, with at least two of them."""
+    found = []
+    for axis in info.axis_names:
+        values = runs[axis].dropna()
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if numeric and values.nunique() >= 2:
+            found.append(axis)
+    return found
+
+
+def _best_cells(layers: pd.DataFrame, cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    names = layers["cell"].unique()
+    if len(names) <= MAX_BUCKET_CELLS:
+        return layers, ""
+    ranked = cells[cells["cell"].isin(names)].sort_values("val_ppl.mean")["cell"]
+    keep = list(ranked[:MAX_BUCKET_CELLS])
+    return (layers[layers["cell"].isin(keep)],
+            f", the {MAX_BUCKET_CELLS} best of {len(names)} cells")
+
+
+def _tag_values(runs: pd.DataFrame, tag: str) -> set[str]:
+    column = runs.get(f"tags.{tag}")
+    return set() if column is None else {str(v) for v in column.dropna()}
+
+
+def _remove_old_figures(out: Path) -> None:
+    for path in out.glob("*.png"):
+        if path.name in FIGURE_FILES or path.name.startswith(EFFECT_PREFIX):
+            path.unlink()

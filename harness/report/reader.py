@@ -1,0 +1,89 @@
+"""The report's one contact with MLflow: a study's runs and their loss histories, as pandas.
+
+Everything after this module is a pure function of the two frames it returns, so a report can be
+rebuilt (and tested) from a table alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.errors import ConfigError
+
+HISTORY_KEYS = ("val/loss", "train/loss")  # the curves a report draws
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class StudyRecords:
+    runs: pd.DataFrame  # one row per run (parent and trials), columns as mlflow.search_runs
+    history: pd.DataFrame  # run_id, key, step, value: HISTORY_KEYS of every trial run
+
+
+def read_study(study: str, tracking_uri: str) -> StudyRecords:
+    """Every run of the study's experiment, with the loss histories of its trials.
+
+    Raises ConfigError when the store has no such study.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+        raise ConfigError("study", f"no study {study!r} in this tracking store; allowed: "
+                          + (", ".join(names) or "none yet (run `harness ablate` first)"))
+    runs = runs_frame(_all_runs(client, experiment.experiment_id))
+    history = _histories(client, runs)
+    return StudyRecords(runs, history)
+
+
+def _all_runs(client, experiment_id: str) -> list:
+    found, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=_PAGE, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def runs_frame(runs: list) -> pd.DataFrame:
+    """Runs laid out as `mlflow.search_runs` lays them out (info, metrics.*, params.*, tags.*).
+
+    `mlflow.search_runs` itself reads only the process-wide tracking URI, and setting that also
+    writes MLFLOW_TRACKING_URI into the environment; a client with an explicit URI leaves both
+    alone.
+    """
+    rows = []
+    for run in runs:
+        info = run.info
+        row = {"run_id": info.run_id, "experiment_id": info.experiment_id,
+               "status": info.status, "artifact_uri": info.artifact_uri,
+               "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True),
+               "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True)}
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    metrics = [c for c in frame.columns if c.startswith("metrics.")]
+    frame[metrics] = frame[metrics].astype(float)
+    return frame
+
+
+def _histories(client, runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    role = runs.get("tags.harness.role", pd.Series(index=runs.index, dtype=object))
+    for run_id in runs.loc[role == "trial", "run_id"]:
+        for key in HISTORY_KEYS:
+            for m in client.get_metric_history(run_id, key):
+                rows.append((run_id, key, m.step, m.value, m.timestamp))
+    history = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
+    # a resumed run may log a step twice: keep the latest value
+    history = history.sort_values("timestamp").drop_duplicates(["run_id", "key", "step"],
+                                                                keep="last")
+    return history.drop(columns="timestamp").sort_values(["run_id", "key", "step"]).reset_index(
+        drop=True)
