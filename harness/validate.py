@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -35,3 +36,22 @@ def check_number(name: str, value: Any, *, positive: bool = False,
 def check_str(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigError(name, f"{value!r} is not allowed; allowed: a non-empty string")
+
+
+class ConfigFields:
+    """replace / to_dict / from_dict for a frozen config dataclass; unknown fields are refused
+    with the list of allowed ones (a typo in `--set` or a study file never passes silently)."""
+
+    def replace(self, **changes: Any) -> Any:
+        allowed = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        unknown = sorted(set(changes) - set(allowed))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown field; allowed: {', '.join(allowed)}")
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Any:
+        return cls().replace(**values)

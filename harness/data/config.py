@@ -6,20 +6,18 @@ Cheap checks run here (names, ranges, that a corpus path exists); checks that ne
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.data.corpora import check_corpus_spec
 from harness.data.tokenizers import MIN_BPE_VOCAB, TOKENIZERS
 from harness.errors import ConfigError
-from harness.validate import check_choice, check_int
+from harness.validate import ConfigFields, check_choice, check_int
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(ConfigFields):
     corpus: str = "shakespeare"  # one of corpora.CORPORA, a .txt/.md file or folder, hf:NAME[:CFG]
     tokenizer: str = "bpe"  # one of TOKENIZERS
     vocab_size: int = 2048  # the BPE's size only: byte has 256 ids, gpt2 50,257
@@ -36,23 +34,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
-
-    def replace(self, **changes: Any) -> DataConfig:
-        unknown = sorted(set(changes) - set(field_names()))
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown field; allowed: {', '.join(field_names())}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DataConfig:
-        return cls().replace(**values)
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(DataConfig)]
 
 
 def _validate(cfg: DataConfig) -> None:

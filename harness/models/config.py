@@ -6,13 +6,11 @@ Both model kinds (MemoryFormer and the dense Pythia-style baseline) share it, so
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from harness.errors import ConfigError
 from harness.models.memory_layer import WEIGHTINGS
-from harness.validate import check_choice, check_int, check_number, check_str
+from harness.validate import ConfigFields, check_choice, check_int, check_number, check_str
 
 KINDS = ("memoryformer", "dense")
 FFN_ACTIVATIONS = ("none", "gelu")
@@ -37,7 +35,7 @@ class MemoryLayerSpec:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ConfigFields):
     name: str = "custom"
     kind: str = "memoryformer"  # one of KINDS
     vocab_size: int = 50304  # Pythia pads GPT-NeoX's 50,277 tokens to a multiple of 128
@@ -99,23 +97,6 @@ class ModelConfig:
             MemoryLayerSpec("ffn_in", d, self.ffn_hidden, c, b, k),
             MemoryLayerSpec("ffn_out", self.ffn_hidden, d, c + e, b + e, k),
         ]
-
-    def replace(self, **changes: Any) -> ModelConfig:
-        unknown = sorted(set(changes) - set(field_names()))
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown field; allowed: {', '.join(field_names())}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        return cls().replace(**values)
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(ModelConfig)]
 
 
 def _validate(cfg: ModelConfig) -> None:
