@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM (a scheduler's preemption, `kill`) stops a run like Ctrl-C: runs end KILLED, not
     # left RUNNING, and an interrupted trial is resumed when its study is run again.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.run(args)
     except ConfigError as error:  # bad input: one line, exit 2, before any training starts
@@ -319,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness {args.command}: interrupted; rerun the same command to continue",
               file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,10 @@ def tracker(cwd: Path) -> Tracker:
     return Tracker(f"sqlite:///{(cwd / '.harness' / 'mlflow.db').resolve()}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+SIGNALS = [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGKILL", "SIGTERM"])
 def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny_set, sig):
     path = study_file(tmp_path, tiny_set, "killed", steps=80, val_every=4,
                       axes={"model.chunk_size": [4, 8]}, seeds=[0])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
+
 TINY = ["--set", "model.n_layer=1", "--set", "model.d_model=32", "--set", "model.n_head=2",
         "--tokenizer", "byte", "--set", "data.seq_len=32", "--set", "data.batch_size=4",
         "--set", "data.val_batches=1", "--set", "train.val_every=2"]
@@ -32,7 +34,7 @@ def small_corpus(tmp_path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize("args, message", [  # in-process: the CLI is a function
     (["--preset", "nano"], "preset: 'nano' is not a preset; allowed: pythia-70m"),
     (["--set", "model.colour=red"], "model.colour: unknown field; allowed: name, kind"),
     (["--set", "model.num_tables=abc"], "model.num_tables: 'abc' is not an integer"),
@@ -40,20 +42,23 @@ def small_corpus(tmp_path) -> str:
     (["--corpus", "/no/such/plays"], "data.corpus:"),
     (["--tracking-uri", "TRACKING"], "tracking_uri: http://127.0.0.1:"),
 ])
-def test_bad_input_is_one_line_exit_2_and_creates_no_run(tmp_path, args, message):
+def test_bad_input_is_one_line_exit_2_and_creates_no_run(tmp_path, monkeypatch, capsys, args,
+                                                         message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     args = [f"http://127.0.0.1:{free_port()}" if a == "TRACKING" else a for a in args]
-    result = harness(tmp_path, "train", *TINY, *args)
-    assert result.returncode == 2, result.stderr
-    error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("harness train: error: ") and message in error
-    assert "Traceback" not in result.stderr
+    assert main(["train", *TINY, *args]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("harness train: error: ")
+    assert message in error[0]
     assert not (tmp_path / ".harness" / "mlflow.db").exists()
 
 
-def test_corpus_too_small_names_the_token_counts(tmp_path, small_corpus):
+def test_corpus_too_small_is_refused_by_the_real_command(tmp_path, small_corpus):
     result = harness(tmp_path, "train", *TINY, "--corpus", small_corpus,
                      "--set", "data.batch_size=64")
-    assert result.returncode == 2
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("harness train: error: data.corpus:")
     assert "one batch needs batch_size * (seq_len + 1) = 2112" in result.stderr
     assert not (tmp_path / ".harness" / "mlflow.db").exists()
 

@@ -51,7 +51,7 @@ def slow_if_big(names):
     return [pytest.param(n, marks=pytest.mark.slow) if n in BIG_BLOCKS else n for n in names]
 
 
-@pytest.mark.parametrize("name", slow_if_big(preset_names()))
+@pytest.mark.parametrize("name", preset_names())
 def test_block_count_equals_formula_for_every_preset(name):
     cfg = preset(name)
     assert_equal(count_block_flops(cfg, seq_len=8, batch=2), block_cost(cfg, 8, batch=2))

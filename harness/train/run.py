@@ -80,7 +80,11 @@ def train(
     if resume is not None:
         config, run_id, resumed_step = resume_point(resume, config)
     datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
-    datamodule.prepare()  # corpus, split, tokenizer, token cache: raises ConfigError up front
+    try:
+        datamodule.prepare()  # corpus, split, tokenizer, token cache: all checked up front
+    except ConfigError as error:
+        raise ConfigError(f"data.{error.field}", str(error).removeprefix(f"{error.field}: ")
+                          ) from None
     config = dataclasses.replace(
         config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size))
 
