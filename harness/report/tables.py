@@ -180,9 +180,9 @@ def _standing_notes(shown: list[str], paper: PaperTable | None, cpu: bool) -> li
                      f"{paper.caption}; at the paper's scale, not ours; empty where the paper "
                      "has no such row.")
     if cpu and "peak_bytes" in shown:
-        notes.append("peak mem MB on CPU is the peak resident memory of the worker process, "
-                     "which never decreases: a worker that ran several trials carries an earlier "
-                     "trial's peak forward. Compare it across cells only on CUDA.")
+        notes.append("peak mem MB on CPU is the worker process's peak resident memory since "
+                     "the trial's training started (the kernel's high-water mark, reset per run "
+                     "on Linux): it includes the Python runtime and the loaded libraries.")
     return notes
 
 
