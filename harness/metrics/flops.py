@@ -33,6 +33,7 @@ from torch import nn
 from harness.metrics.op_handles import HANDLES, MATRIX_KEYS, ZERO_COST, zero
 from harness.models import ModelConfig, build_block, build_model
 from harness.models.attention import CausalSelfAttention
+from harness.models.cost import Totals
 
 
 class UnhandledOperatorError(RuntimeError):
@@ -47,7 +48,7 @@ class UnhandledOperatorError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class FlopCount:
+class FlopCount(Totals):
     """A measured forward count; fields as in `harness.models.cost.ForwardCost`."""
 
     attention: int
@@ -55,14 +56,6 @@ class FlopCount:
     elementwise: int
     by_operator: dict[str, int] = field(default_factory=dict)  # every key, whole module
     by_module: dict[str, int] = field(default_factory=dict)  # matrix-like, per submodule name
-
-    @property
-    def total(self) -> int:
-        return self.attention + self.non_attention
-
-    @property
-    def total_with_elementwise(self) -> int:
-        return self.total + self.elementwise
 
 
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> FlopCount:

@@ -33,15 +33,12 @@ HASH_PER_BIT = 8
 L1_PER_BIT = 2  # `l1` weighting: |h| again and its sum, plus 1 per table for the product with p
 
 
-@dataclass(frozen=True)
-class ForwardCost:
-    """FLOPs of one forward pass (of a block or the whole model) over batch x seq_len tokens."""
+class Totals:
+    """`total` (the paper's figure) and `total_with_elementwise` of a forward count."""
 
-    attention: int  # QK^T and AV multiply-adds
-    non_attention: int  # every other matrix-like multiply-add
-    elementwise: int  # norms, softmax, rotary, activations, adds, hash and weights
-    # matrix-like multiply-adds per submodule, keyed by the module's name in the built module
-    parts: dict[str, int] = field(default_factory=dict)
+    attention: int
+    non_attention: int
+    elementwise: int
 
     @property
     def total(self) -> int:
@@ -50,6 +47,17 @@ class ForwardCost:
     @property
     def total_with_elementwise(self) -> int:
         return self.total + self.elementwise
+
+
+@dataclass(frozen=True)
+class ForwardCost(Totals):
+    """FLOPs of one forward pass (of a block or the whole model) over batch x seq_len tokens."""
+
+    attention: int  # QK^T and AV multiply-adds
+    non_attention: int  # every other matrix-like multiply-add
+    elementwise: int  # norms, softmax, rotary, activations, adds, hash and weights
+    # matrix-like multiply-adds per submodule, keyed by the module's name in the built module
+    parts: dict[str, int] = field(default_factory=dict)
 
 
 def memory_layer_matrix(spec: MemoryLayerSpec, tokens: int) -> int:
