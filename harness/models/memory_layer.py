@@ -11,6 +11,11 @@ For each of K tables, a chunk z of the input picks one of 2**b rows by the signs
     y         = sum_k p(z_k) T_k[bucket(z_k)]    Eq. 11
 
 where h = z when bucket_bits == chunk_size (the paper), else h = z @ H for fixed +-1 hyperplanes H.
+
+Two paths compute the same thing. The reference path below is plain torch (an embedding_bag).
+The fused path (harness.models.fused_lookup, a C++ kernel built on first use) does hash, weight
+and gather in a few cache-blocked passes and is used on the CPU wherever it applies
+(`kernel="auto"`); where it cannot build, layers warn once and use the reference path.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.models import fused_lookup
+
 WEIGHTINGS = ("paper", "l1")
+KERNELS = ("auto", "fused", "reference")  # auto: fused where it applies, else reference
 
 
 class MemoryLayer(nn.Module):
@@ -38,6 +46,7 @@ class MemoryLayer(nn.Module):
         bias: bool = False,
         seed: int = 0,
         init_std: float = 0.02,
+        kernel: str = "auto",
     ):
         super().__init__()
         _check_int("in_features", in_features)
@@ -52,6 +61,8 @@ class MemoryLayer(nn.Module):
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting: {weighting!r} is not allowed; "
                              f"allowed: {', '.join(WEIGHTINGS)}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel: {kernel!r} is not allowed; allowed: {', '.join(KERNELS)}")
         self.in_features = in_features
         self.out_features = out_features
         self.chunk_size = chunk_size
@@ -60,6 +71,7 @@ class MemoryLayer(nn.Module):
         self.temperature = float(temperature)
         self.weighting = weighting
         self.init_std = init_std
+        self.kernel = kernel
 
         self.tables = nn.Parameter(torch.empty(num_tables, 2**bucket_bits, out_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
@@ -111,15 +123,40 @@ class MemoryLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.hash_values(x)  # (..., K, b)
-        rows = (self._indices(h) + self.row_offsets).reshape(-1, self.num_tables)  # (N, K)
-        weights = self._weights(h).reshape(-1, self.num_tables).to(self.tables.dtype)  # (N, K)
-        # Each token is one bag of K rows of the flattened tables: a weighted gather-sum that reads
-        # K * out_features values and writes gradient only into the rows it read (Eq. 12).
-        flat_tables = self.tables.view(-1, self.out_features)  # (K * 2**b, out)
-        y = F.embedding_bag(rows, flat_tables, per_sample_weights=weights, mode="sum")
+        y = self._fused(h) if self.kernel != "reference" else None
+        if y is None:
+            y = self.reference(h)
         if self.bias is not None:
             y = y + self.bias
-        return y.view(*x.shape[:-1], self.out_features)
+        return y
+
+    def reference(self, h: torch.Tensor) -> torch.Tensor:
+        """Hash values (..., K, b) -> (..., out_features) in plain torch: the definition."""
+        rows = (self._indices(h) + self.row_offsets).reshape(-1, self.num_tables)  # (N, K)
+        weights = self._weights(h).reshape(-1, self.num_tables)  # (N, K)
+        # Each token is one bag of K rows of the flattened tables: a weighted gather-sum that reads
+        # K * out_features values and writes gradient only into the rows it read (Eq. 12).
+        # Tables stored in another dtype (bf16 for inference) are read in the input's dtype.
+        flat_tables = self.tables.view(-1, self.out_features).to(h.dtype)  # (K * 2**b, out)
+        y = F.embedding_bag(rows, flat_tables, per_sample_weights=weights.to(h.dtype),
+                            mode="sum")
+        return y.view(*h.shape[:-2], self.out_features)
+
+    def _fused(self, h: torch.Tensor) -> torch.Tensor | None:
+        """The fused kernel's output, or None where it does not apply (then: reference)."""
+        if not fused_lookup.supports(h, self.tables):
+            if self.kernel == "fused" and not torch.jit.is_tracing():
+                raise RuntimeError("MemoryLayer(kernel='fused'): the fused kernel does not "
+                                   f"apply to {h.dtype} inputs on {h.device} with "
+                                   f"{self.tables.dtype} tables on {self.tables.device}")
+            return None
+        ready, reason = fused_lookup.available()
+        if not ready:
+            if self.kernel == "fused":
+                raise RuntimeError(f"MemoryLayer(kernel='fused'): {reason}")
+            fused_lookup.warn_unavailable(reason)
+            return None
+        return fused_lookup.lookup(h, self.tables, self.temperature, self.weighting)
 
     def _indices(self, h: torch.Tensor) -> torch.Tensor:
         bits = (h >= 0).long()  # sign(0) counts as +1
@@ -139,7 +176,8 @@ class MemoryLayer(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"chunk_size={self.chunk_size}, bucket_bits={self.bucket_bits}, "
                 f"num_tables={self.num_tables}, temperature={self.temperature}, "
-                f"weighting={self.weighting}, bias={self.bias is not None}")
+                f"weighting={self.weighting}, bias={self.bias is not None}, "
+                f"kernel={self.kernel}")
 
 
 def _input_stream(in_features: int, length: int, generator: torch.Generator) -> torch.Tensor | None:

@@ -1,0 +1,110 @@
+"""The fused CPU path of MemoryLayer: a C++ kernel built on first use, with the same math.
+
+`lookup(h, tables, temperature, weighting)` returns what MemoryLayer's reference path computes
+from the hash values h (..., K, b): sum_k p(h_k) tables[k, bucket(h_k)], as one autograd op whose
+backward gives the gradient of h (through p) and of the tables (only the rows read are non-zero).
+The kernel (csrc/memory_lookup.cpp) is compiled once per machine with torch's extension builder
+into torch's extension cache (TORCH_EXTENSIONS_DIR). Where it cannot build (no C++ compiler, no
+ninja), `available()` says why and MemoryLayer falls back to the reference path, warning once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch.autograd.function import once_differentiable
+
+SOURCE = Path(__file__).parent / "csrc" / "memory_lookup.cpp"
+MAX_BUCKET_BITS = 30  # rows are int32 in the kernel
+TABLE_DTYPES = (torch.float32, torch.bfloat16)  # bf16 tables: forward only (inference)
+DISABLE_ENV = "HARNESS_FUSED_LOOKUP"  # set to 0 to force the reference path everywhere
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _build() -> ModuleType | str:
+    """The compiled extension, or the reason it is unavailable (cached for the process)."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return f"disabled by {DISABLE_ENV}=0"
+    from torch.utils import cpp_extension  # heavy import, only when the kernel is first needed
+
+    log.info("building the fused memory-layer kernel (once per machine)")
+    flags = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp",
+             # lets the compiler vectorize the dot products' sums (no effect on comparisons)
+             "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            module = cpp_extension.load(
+                name="harness_memory_lookup", sources=[str(SOURCE)], extra_cflags=flags,
+                extra_ldflags=["-fopenmp", "-lmvec"], verbose=False)
+        for warning in caught:
+            log.info("kernel build: %s", warning.message)
+        return module
+    except Exception as error:  # any build failure: compiler, ninja, linker, headers
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        errors = [line for line in lines if "error" in line.lower()]  # the compiler's first
+        return f"the C++ build failed: {(errors[1:2] or errors or lines)[0].strip()[:300]}"
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when the kernel is built and loaded, else (False, why not)."""
+    built = _build()
+    return (True, "") if isinstance(built, ModuleType) else (False, built)
+
+
+@functools.cache
+def warn_unavailable(reason: str) -> None:
+    """Say once per process (and per reason) that layers run on the reference path."""
+    warnings.warn(f"MemoryLayer: fused kernel unavailable ({reason}); using the reference "
+                  "path (same results, slower)", RuntimeWarning, stacklevel=3)
+
+
+def supports(h: torch.Tensor, tables: torch.Tensor) -> bool:
+    """Whether the kernel computes this call exactly as the reference path would."""
+    trains_tables = tables.requires_grad and torch.is_grad_enabled()
+    return (h.device.type == "cpu" and tables.device.type == "cpu"
+            and h.dtype in TABLE_DTYPES and tables.dtype in TABLE_DTYPES
+            and not (trains_tables and tables.dtype != torch.float32)
+            and h.size(-1) <= MAX_BUCKET_BITS
+            and not torch.jit.is_tracing())  # FLOP counts trace the reference ops
+
+
+def lookup(h: torch.Tensor, tables: torch.Tensor, temperature: float,
+           weighting: str) -> torch.Tensor:
+    """h (..., K, b), tables (K, 2**b, H) -> (..., H) in h's dtype."""
+    kernel = _build()
+    assert isinstance(kernel, ModuleType), kernel  # callers check available() first
+    flat = h.reshape(-1, *h.shape[-2:]).float().contiguous()  # (N, K, b)
+    y = _Lookup.apply(flat, tables, kernel, 2.0 / temperature, weighting == "l1")  # (N, H)
+    return y.to(h.dtype).view(*h.shape[:-2], tables.size(-1))
+
+
+class _Lookup(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, tables, kernel, scale, l1):  # h (N, K, b), tables (K, R, H)
+        rows, p = kernel.hash_forward(h, scale, l1)  # (N, K) int32, (N, K)
+        y = kernel.gather_forward(rows, p, tables.contiguous())  # (N, H)
+        ctx.save_for_backward(h, tables, rows, p)
+        ctx.kernel, ctx.scale, ctx.l1 = kernel, scale, l1
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        h, tables, rows, p = ctx.saved_tensors
+        grad_y = grad_y.float().contiguous()  # (N, H)
+        grad_h = grad_tables = None
+        if ctx.needs_input_grad[0]:
+            frozen = tables.float().contiguous()  # bf16 tables: inputs' gradient only
+            grad_p = ctx.kernel.gather_backward_weights(grad_y, rows, frozen)
+            grad_h = ctx.kernel.hash_backward(h, grad_p, ctx.scale, ctx.l1)  # (N, K, b)
+        if ctx.needs_input_grad[1]:
+            grad_tables = ctx.kernel.gather_backward_tables(grad_y, rows, p, tables.size(1))
+        return grad_h, grad_tables, None, None, None
