@@ -81,8 +81,16 @@ def _ui(args: argparse.Namespace) -> int:
 
 def _flops(args: argparse.Namespace) -> int:
     from harness.metrics.accounting import flops_report, format_flops
+    from harness.train.config import parse_overrides
 
-    reports = [flops_report(name, args.seq_len, fvcore=args.fvcore) for name in args.presets]
+    changes = parse_overrides(args.set)
+    other = sorted(set(changes) - {"model"})
+    if other:
+        raise ConfigError("set", f"harness flops counts a model: {other[0]}.* is not allowed; "
+                          "allowed: model.FIELD=VALUE")
+    overrides = changes.get("model", {})
+    reports = [flops_report(name, args.seq_len, fvcore=args.fvcore, **overrides)
+               for name in args.presets]
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     else:
@@ -209,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--json", action="store_true", help="print JSON (one object per preset)")
     flops.add_argument("--fvcore", action="store_true", help="also build one block, count it "
                        "with fvcore and check the count equals the formulas")
+    flops.add_argument("--set", action="append", default=[], metavar="model.FIELD=VALUE",
+                       help="override a model field of every preset, e.g. "
+                       "model.attention=performer; repeatable")
     flops.set_defaults(run=_flops)
 
     bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "

@@ -59,3 +59,19 @@ def test_bench_runs_from_the_command_line():
     rows = json.loads(result.stdout)
     assert {row["passes"] for row in rows} == {"forward", "forward+backward"}
     assert rows[0]["width"] == 32 and rows[0]["speedup"] > 0 and rows[0]["bandwidth"] > 0
+
+
+def test_flops_takes_model_overrides_such_as_the_attention():
+    result = run_harness("flops", "pythia-410m", "--seq-len", "2048", "--json",
+                         "--set", "model.attention=performer", "--set",
+                         "model.attention_features=64")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert (row["attention_kind"], row["attention_features"]) == ("performer", 64)
+    assert row["attention"] == 4 * 2048 * 64 * 1024 + 2048 * 16 * 64
+    table = run_harness("flops", "pythia-410m", "--set", "model.attention=cosformer")
+    assert table.returncode == 0 and "pythia-410m+cosformer" in table.stdout
+    bad = run_harness("flops", "pythia-410m", "--set", "train.seed=1")
+    assert bad.returncode == 2 and "set: harness flops counts a model" in bad.stderr
+    wrong = run_harness("flops", "pythia-410m", "--set", "model.attention=flash")
+    assert wrong.returncode == 2 and "attention: 'flash' is not allowed" in wrong.stderr

@@ -116,3 +116,44 @@ def test_block_cost_scales_with_batch_and_paper_formula_is_memoryformer_only():
     assert (three.attention, three.non_attention, three.elementwise) == (
         3 * one.attention, 3 * one.non_attention, 3 * one.elementwise)
     assert paper_non_attention(preset("dense-nano"), 16) is None
+
+
+# Table 2 (efficient attention in Pythia-410M), FLOPs per block at s = 2048, in units of 1e9.
+TABLE2 = {"linformer": 26.1, "cosformer": 30.0, "performer": 26.7, "softmax": 34.4}
+
+
+def test_efficient_attention_formulas_on_pythia_410m():
+    cfg = preset("pythia-410m")
+    d, h, hs = cfg.d_model, cfg.n_head, cfg.head_dim
+    k, m = 256, 266  # Linformer's k = 2048 // 8, Performer's m = hs ln hs (the defaults)
+    expected = {
+        "softmax": 2 * S * S * d,
+        "linformer": 4 * S * k * d,  # E K, F V, scores, weighted sum
+        "cosformer": 2 * S * h * (2 * hs) * hs + S * h * 2 * hs,  # phi(K)^T V, read-out, z
+        "performer": 4 * S * m * d + S * h * m,  # + the random-feature projections of Q and K
+    }
+    for attention, flops in expected.items():
+        report = flops_report("pythia-410m", S, attention=attention)
+        assert report["attention"] == flops
+        assert report["non_attention"] == 12 * S * d * d  # the linear layers do not change
+        assert report["attention_kind"] == attention
+        # all three efficient ones are cheaper than softmax, as in Table 2
+        assert g(report["non_attention"]) < g(report["total"]) <= TABLE2["softmax"]
+
+
+@pytest.mark.parametrize("attention", ["linformer", "cosformer", "performer"])
+def test_efficient_attention_is_linear_in_the_sequence(attention):
+    cfg = preset("memoryformer-nano", attention=attention, attention_features=16)
+    per_token = [flops_per_token(cfg, s, elementwise=True) for s in (16, 17, 200)]
+    assert per_token[0] == per_token[1] == per_token[2]  # softmax adds 2 s d per token
+    one, three = block_cost(cfg, 16), block_cost(cfg, 16, batch=3)
+    assert (three.attention, three.elementwise) == (3 * one.attention, 3 * one.elementwise)
+
+
+def test_format_flops_names_the_attention():
+    text = format_flops([flops_report("pythia-410m", S),
+                         flops_report("pythia-410m", S, attention="performer")])
+    assert "pythia-410m+performer" in text and "pythia-410m+softmax" not in text
+    report = flops_report("pythia-410m", S, attention="linformer", attention_features=64)
+    assert (report["attention_kind"], report["attention_features"]) == ("linformer", 64)
+    assert flops_report("pythia-410m", S)["attention_features"] is None

@@ -64,6 +64,32 @@ def test_block_count_equals_formula_for_knobs(kind, knobs):
     assert_equal(count_block_flops(cfg, seq_len=7, batch=2), block_cost(cfg, 7, batch=2))
 
 
+# Table 2's attentions, with default and explicit features (Linformer's k, Performer's m).
+ATTENTION_KNOBS = [
+    {"attention": "linformer"},
+    {"attention": "linformer", "attention_features": 5},
+    {"attention": "cosformer"},
+    {"attention": "performer"},
+    {"attention": "performer", "attention_features": 12, "rotary_pct": 0.0},
+]
+
+
+@pytest.mark.parametrize("knobs", ATTENTION_KNOBS,
+                         ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("kind", ["memoryformer", "dense"])
+def test_block_count_equals_formula_for_each_attention(kind, knobs):
+    cfg = preset(f"{kind}-nano", **knobs)
+    measured, formula = count_block_flops(cfg, seq_len=7, batch=2), block_cost(cfg, 7, batch=2)
+    assert_equal(measured, formula)
+    assert measured.by_module["attn"] == formula.attention  # every contraction is in attention
+
+
+@pytest.mark.parametrize("attention", ["linformer", "cosformer", "performer"])
+def test_whole_model_count_equals_formula_for_each_attention(attention):
+    cfg = preset("dense-nano", n_layer=2, attention=attention)
+    assert_equal(count_model_flops(cfg, seq_len=6, batch=2), model_cost(cfg, 6, batch=2))
+
+
 def test_simhash_combinations_are_counted():
     base = count_block_flops(preset("memoryformer-nano"), seq_len=4)
     simhash = count_block_flops(preset("memoryformer-nano", bucket_bits=6), seq_len=4)
@@ -189,10 +215,22 @@ def test_layer_norm_elementwise_and_reductions():
     expected = {"add": 48, "sub": 48, "mul": 48, "div": 48}
     assert ops(lambda a, b: ((a + b) - b) * b / 2, x, y) == expected
     for fn, key in [(torch.neg, "neg"), (torch.abs, "abs"), (torch.sigmoid, "sigmoid"),
-                    (F.gelu, "gelu"), (lambda t: t >= 0, "ge")]:
+                    (F.gelu, "gelu"), (lambda t: t >= 0, "ge"), (torch.exp, "exp"),
+                    (torch.relu, "relu"), (lambda t: t.clamp_min(1e-6), "clamp_min"),
+                    (lambda t: t.cumsum(1), "cumsum")]:
         assert ops(fn, x) == {key: 48}
     assert ops(lambda t: t.sum(-1), x) == {"sum": 48}
     assert ops(lambda t: t.prod(-1), x) == {"prod": 48}
+    assert ops(lambda t: t.amax((-2, -1)), x) == {"amax": 48}
+
+
+def test_explicit_softmax_and_outer_product_einsum():
+    x = torch.randn(2, 3, 8)
+    # max, exp, sum and divide; with the 1/sqrt(hs) scale before it, SOFTMAX_PER_SCORE
+    assert ops(lambda t: t.softmax(-1), x) == {"softmax": (SOFTMAX_PER_SCORE - 1) * 48}
+    # no contracted index: one product per output value (a prefix contraction's multiply-adds)
+    a, b = torch.randn(2, 5, 3), torch.randn(2, 5, 4)
+    assert ops(lambda p, q: torch.einsum("btf,bte->btfe", p, q), a, b) == {"einsum": 2 * 5 * 12}
 
 
 def test_reads_views_and_casts_are_zero_not_unknown():
@@ -210,20 +248,20 @@ def test_reads_views_and_casts_are_zero_not_unknown():
 # --- nothing dropped silently ----------------------------------------------------------------
 
 def test_unknown_operator_fails_instead_of_returning_less():
-    class CumSum(nn.Module):
+    class CumProd(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x):
-            return self.fc(x).cumsum(-1)  # aten::cumsum: no handle, real additions
+            return self.fc(x).cumprod(-1)  # aten::cumprod: no handle, real multiplications
 
-    with pytest.raises(UnhandledOperatorError, match=r"aten::cumsum \(x1\)") as error:
-        count_flops(CumSum(), torch.randn(2, 4))
-    assert error.value.ops == {"aten::cumsum": 1}
+    with pytest.raises(UnhandledOperatorError, match=r"aten::cumprod \(x1\)") as error:
+        count_flops(CumProd(), torch.randn(2, 4))
+    assert error.value.ops == {"aten::cumprod": 1}
 
 
-@pytest.mark.parametrize("fn, op", [(torch.relu, "aten::relu"), (lambda t: t.clamp(0, 1),
+@pytest.mark.parametrize("fn, op", [(lambda t: t > 0, "aten::gt"), (lambda t: t.clamp(0, 1),
                                     "aten::clamp"), (torch.floor, "aten::floor")])
 def test_ops_fvcore_ignores_by_default_also_fail(fn, op):
     with pytest.raises(UnhandledOperatorError, match=op):

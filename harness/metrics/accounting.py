@@ -22,7 +22,8 @@ _MEMORY_PARTS = {"qkv": "qkv", "ffn.layer_in": "ffn_in", "ffn.layer_out": "ffn_o
 def block_flops(config: ModelConfig, seq_len: int | None = None) -> dict[str, Any]:
     """One block's forward FLOPs at batch 1 and the whole model's size, as a JSON-able dict.
 
-    Keys: attention, non_attention, total (per block, exact); elementwise and
+    Keys: attention_kind and attention_features (the config's attention, Linformer's k or
+    Performer's m); attention, non_attention, total (per block, exact); elementwise and
     total_with_elementwise; layers (matrix-like FLOPs per layer of the block); memory_layers
     (exact weighted sums per memory layer, MemoryFormer only) and paper_non_attention /
     paper_total (the paper's 6 K s d approximation, MemoryFormer only, else None);
@@ -46,6 +47,8 @@ def block_flops(config: ModelConfig, seq_len: int | None = None) -> dict[str, An
         "n_layer": config.n_layer,
         "d_model": config.d_model,
         "num_tables": config.resolved_num_tables if memory else None,
+        "attention_kind": config.attention,
+        "attention_features": config.resolved_attention_features,
         "attention": cost.attention,
         "non_attention": cost.non_attention,
         "total": cost.total,
@@ -90,12 +93,12 @@ def format_flops(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> st
     lines = [
         f"Forward FLOPs per block, batch 1, s = {', '.join(map(str, seqs))} "
         "(1 multiply-add = 1 FLOP, G = 1e9)",
-        f"{'preset':<20} {'attention':>10} {'non-attn':>9} {'total':>9} {'6Ksd':>8} "
+        f"{'preset':<28} {'attention':>10} {'non-attn':>9} {'total':>9} {'6Ksd':>8} "
         f"{'paper tot':>10} {'elementw':>9} {'params':>9} {'tables':>10}",
     ]
     for row in rows:
         lines.append(
-            f"{row['name']:<20} {_g(row['attention']):>10} {_g(row['non_attention']):>9} "
+            f"{_label(row):<28} {_g(row['attention']):>10} {_g(row['non_attention']):>9} "
             f"{_g(row['total']):>9} {_g(row['paper_non_attention']):>8} "
             f"{_g(row['paper_total']):>10} {_g(row['elementwise']):>9} "
             f"{row['params'] / 1e6:>8.1f}M {row['table_bytes'] / 2**30:>6.2f} GiB")
@@ -103,14 +106,22 @@ def format_flops(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> st
     for row in rows:
         layers = ", ".join(f"{name} {_g(n)}" for name, n in row["layers"].items())
         per_token = row["model_flops_per_token"] / 1e6
-        lines.append(f"  {row['name']:<18} {layers}; model {per_token:.1f}M/token")
+        lines.append(f"  {_label(row):<26} {layers}; model {per_token:.1f}M/token")
     lines += [
-        "attention = QK^T + AV over the full s x s scores; non-attn = every other matrix-like",
+        "attention = QK^T + AV over the full s x s scores (softmax), or an efficient attention's",
+        "contractions (preset+linformer/cosformer/performer); non-attn = every other matrix-like",
         "multiply-add (linear weights, memory-layer weighted row sums, SimHash combinations);",
-        "elementwise (norms, softmax, rotary, activations, biases, residuals, hash and weights)",
-        "is counted apart. 6Ksd = the paper's approximation of the memory layers (Table 1).",
+        "elementwise (norms, softmax, rotary, activations, feature maps, prefix sums, biases,",
+        "residuals, hash and weights) is counted apart. 6Ksd = the paper's approximation of the",
+        "memory layers (Table 1).",
     ]
     return "\n".join(lines)
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    """The preset's name, with its attention when that is not the paper's softmax."""
+    kind = row.get("attention_kind", "softmax")
+    return row["name"] if kind == "softmax" else f"{row['name']}+{kind}"
 
 
 def _g(flops: int | None) -> str:

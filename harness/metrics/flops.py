@@ -6,7 +6,8 @@ Convention (the same as the analytic formulas of `harness.models.cost`, which te
 to this count): one multiply-add = 1 FLOP, as fvcore and the paper count. Two figures:
 
 - matrix-like multiply-adds, split by module into `attention` (ops inside a
-  CausalSelfAttention: QK^T and AV over the full score matrix, the paper's 2 s^2 d) and
+  CausalAttention: QK^T and AV over the full score matrix, the paper's 2 s^2 d, or an efficient
+  attention's contractions, see `harness.models.cost`) and
   `non_attention` (linear layers without bias, memory layers' weighted row sums from
   aten::embedding_bag, SimHash combinations from aten::einsum, the LM head). Their sum, `total`,
   is what the paper's Table 1 counts (12 s d^2 + 2 s^2 d for a dense block).
@@ -32,7 +33,7 @@ from torch import nn
 
 from harness.metrics.op_handles import HANDLES, MATRIX_KEYS, ZERO_COST, zero
 from harness.models import ModelConfig, build_block, build_model
-from harness.models.attention import CausalSelfAttention
+from harness.models.attention import CausalAttention
 from harness.models.cost import Totals
 
 
@@ -67,7 +68,7 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> FlopCount:
     if unhandled:
         raise UnhandledOperatorError(unhandled)
     attention_names = {name for name, sub in module.named_modules()
-                       if isinstance(sub, CausalSelfAttention)}
+                       if isinstance(sub, CausalAttention)}
     # An op counts toward its owning module and every ancestor; take the outermost attention
     # modules only so that nested ones are not counted twice.
     outermost = {n for n in attention_names

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from harness.models.cost import LAYER_NORM_PER_VALUE, SOFTMAX_PER_SCORE
+from harness.models.cost import LAYER_NORM_PER_VALUE, SOFTMAX_PER_SCORE, SOFTMAX_PER_VALUE
 
 Handle = Callable[[list[Any], list[Any]], Counter]
 
@@ -103,6 +103,11 @@ def scaled_dot_product_attention(inputs: list[Any], outputs: list[Any]) -> Count
     return counts
 
 
+def softmax(inputs: list[Any], outputs: list[Any]) -> Counter:
+    """An explicit softmax (Linformer's k scores): max, exp(x - max), sum, divide per value."""
+    return Counter({"softmax": SOFTMAX_PER_VALUE * numel(inputs[0])})
+
+
 def layer_norm(inputs: list[Any], outputs: list[Any]) -> Counter:
     affine = shape(inputs[2]) is not None or shape(inputs[3]) is not None
     per_value = LAYER_NORM_PER_VALUE if affine else LAYER_NORM_PER_VALUE - 1
@@ -123,8 +128,14 @@ def per_input(key: str) -> Handle:
     return handle
 
 
-ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "neg", "abs", "ge", "sigmoid", "gelu")
-REDUCTION_OPS = ("sum", "prod")
+# exp and relu are the feature maps of Performer and cosFormer; clamp_min guards their
+# denominators. cumsum is a prefix sum over positions, one add per output value: in linear
+# attention it follows an outer product (einsum, matrix-like) whose products it accumulates, so
+# a causal contraction sum_{j<=t} a_j b_j^T counts as its multiply-adds (matrix-like) plus the
+# scan's adds (elementwise), as our prefix-sum form runs it.
+ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "neg", "abs", "ge", "sigmoid", "gelu", "exp",
+                   "relu", "clamp_min", "cumsum")
+REDUCTION_OPS = ("sum", "prod", "amax")
 
 HANDLES: dict[str, Handle] = {
     "aten::linear": linear,
@@ -134,6 +145,7 @@ HANDLES: dict[str, Handle] = {
     "aten::embedding_bag": embedding_bag,
     "aten::scaled_dot_product_attention": scaled_dot_product_attention,
     "aten::layer_norm": layer_norm,
+    "aten::softmax": softmax,
     **{f"aten::{op}": per_output(op) for op in ELEMENTWISE_OPS},
     **{f"aten::{op}": per_input(op) for op in REDUCTION_OPS},
 }

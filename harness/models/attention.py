@@ -3,6 +3,11 @@
 It takes Q, K and V already projected (B, T, d): the dense block projects them with a linear
 layer, the MemoryFormer block with a memory layer. It has no output projection of its own;
 the dense block adds one, MemoryFormer has none (SPEC section 3).
+
+`CausalAttention` splits the heads and applies rotary to Q and K, then hands them to its
+subclass's `attend`: softmax here (the paper's), Linformer, cosFormer and Performer in their own
+modules (Table 2). Every kind keeps Pythia's rotary, applied before its own computation, so the
+kinds differ only in how a query mixes the values of the positions up to its own.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ class Rotary(nn.Module):
         return torch.cat([rot * cos + rotated_half * sin, keep], dim=-1)
 
 
-class CausalSelfAttention(nn.Module):
+class CausalAttention(nn.Module):
+    """Heads and rotary around `attend`, which each attention kind defines."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head = config.n_head
@@ -50,10 +57,36 @@ class CausalSelfAttention(nn.Module):
                              config.context_length)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q, k, v (B, T, d) -> (B, T, d): softmax(QK^T / sqrt(hs)) V per head, causal."""
+        """q, k, v (B, T, d) -> (B, T, d), causal: output t reads inputs 0..t only."""
         batch, seq, width = q.shape
         q, k, v = (t.view(batch, seq, self.n_head, self.head_dim).transpose(1, 2)
                    for t in (q, k, v))  # (B, H, T, hs)
         q, k = self.rotary(q), self.rotary(k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hs)
+        y = self.attend(q, k, v)  # (B, H, T, hs)
         return y.transpose(1, 2).reshape(batch, seq, width)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k, v (B, H, T, hs), rotary applied -> (B, H, T, hs)."""
+        raise NotImplementedError
+
+
+class SoftmaxAttention(CausalAttention):
+    """softmax(QK^T / sqrt(hs)) V per head, the paper's attention (Eq. 13)."""
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hs)
+
+
+def causal_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor,
+                            eps: float) -> torch.Tensor:
+    """Kernelised causal attention by prefix sums, linear in T (cosFormer, Performer).
+
+    out_t = phi(q_t)^T S_t / max(phi(q_t)^T z_t, eps), S_t = sum_{j<=t} phi(k_j) v_j^T and
+    z_t = sum_{j<=t} phi(k_j): the prefix (cumsum over positions) is what keeps it causal.
+
+    phi_q, phi_k (B, H, T, f) non-negative features; v (B, H, T, hs) -> (B, H, T, hs).
+    """
+    states = torch.einsum("bhtf,bhte->bhtfe", phi_k, v).cumsum(2)  # S_t: (B, H, T, f, hs)
+    numerator = torch.einsum("bhtf,bhtfe->bhte", phi_q, states)  # (B, H, T, hs)
+    denominator = torch.einsum("bhtf,bhtf->bht", phi_q, phi_k.cumsum(2))  # (B, H, T)
+    return numerator / denominator.clamp_min(eps).unsqueeze(-1)

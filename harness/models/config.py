@@ -6,6 +6,7 @@ Both model kinds (MemoryFormer and the dense Pythia-style baseline) share it, so
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
@@ -14,6 +15,8 @@ from harness.validate import ConfigFields, check_choice, check_int, check_number
 
 KINDS = ("memoryformer", "dense")
 FFN_ACTIVATIONS = ("none", "gelu")
+# softmax is the paper's; the other three are Table 2's efficient attentions, in either block
+ATTENTIONS = ("softmax", "linformer", "cosformer", "performer")
 TABLE_BYTES_PER_VALUE = 4  # tables are stored in fp32
 
 
@@ -56,11 +59,21 @@ class ModelConfig(ConfigFields):
     temperature: float = 1.0
     weighting: str = "paper"  # one of WEIGHTINGS
     ffn_activation: str = "none"  # one of FFN_ACTIVATIONS; the paper uses none (Table 6)
-    hash_seed: int = 0  # seeds the permutation stream and the SimHash hyperplanes
+    hash_seed: int = 0  # seeds the permutation stream, SimHash hyperplanes, Performer features
     max_layer_table_gib: float = 8.0  # refuse a single memory layer whose tables exceed this
 
     # Dense baseline
     mlp_ratio: int = 4
+
+    # Attention of both block kinds (Table 2). None ties attention_features to the attention:
+    # Linformer's k = context_length // 8 (k = 256 at Pythia's 2048 context, the Linformer paper's
+    # main setting; 32 at a CPU preset's 256), Performer's m = hs ln hs (FAVOR+'s m = d log d
+    # for a head of hs dims: 266 at hs = 64). Softmax and cosFormer have no such knob.
+    attention: str = "softmax"  # one of ATTENTIONS
+    attention_features: int | None = None
+    # Performer: redraw the random features every this many training forward calls (0 = never);
+    # 1000 is the reference FAVOR+ implementation's interval (performer-pytorch).
+    feature_redraw: int = 1000
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -73,6 +86,17 @@ class ModelConfig(ConfigFields):
     @property
     def resolved_num_tables(self) -> int:
         return self.d_model // self.chunk_size if self.num_tables is None else self.num_tables
+
+    @property
+    def resolved_attention_features(self) -> int | None:
+        """Linformer's projected length k or Performer's feature count m; None for the others."""
+        if self.attention not in ("linformer", "performer"):
+            return None
+        if self.attention_features is not None:
+            return self.attention_features
+        if self.attention == "linformer":
+            return max(self.context_length // 8, 1)
+        return max(int(self.head_dim * math.log(self.head_dim)), 1)
 
     @property
     def head_dim(self) -> int:
@@ -104,12 +128,14 @@ def _validate(cfg: ModelConfig) -> None:
     check_choice("kind", cfg.kind, KINDS)
     check_choice("weighting", cfg.weighting, WEIGHTINGS)
     check_choice("ffn_activation", cfg.ffn_activation, FFN_ACTIVATIONS)
+    check_choice("attention", cfg.attention, ATTENTIONS)
     for name in ("vocab_size", "context_length", "n_layer", "d_model", "n_head", "chunk_size",
                  "mlp_ratio"):
         check_int(name, getattr(cfg, name), minimum=1)
     check_int("expansion_bits", cfg.expansion_bits, minimum=0)
     check_int("hash_seed", cfg.hash_seed, minimum=0)
-    for name in ("bucket_bits", "num_tables"):
+    check_int("feature_redraw", cfg.feature_redraw, minimum=0)
+    for name in ("bucket_bits", "num_tables", "attention_features"):
         if getattr(cfg, name) is not None:
             check_int(name, getattr(cfg, name), minimum=1)
     for name in ("rotary_base", "norm_eps", "temperature", "max_layer_table_gib"):
@@ -122,6 +148,12 @@ def _validate(cfg: ModelConfig) -> None:
     if cfg.chunk_size > cfg.d_model:
         raise ConfigError("chunk_size", f"{cfg.chunk_size} is wider than d_model={cfg.d_model}; "
                           f"allowed: 1..{cfg.d_model}")
+    k = cfg.resolved_attention_features
+    if cfg.attention == "linformer" and k > cfg.context_length:
+        # E projects a prefix of at most context_length keys: more rows compress nothing
+        raise ConfigError("attention_features", f"{k} is longer than context_length="
+                          f"{cfg.context_length}, so Linformer would not compress; allowed: "
+                          f"1..{cfg.context_length} (or None for context_length // 8)")
     if cfg.kind == "memoryformer":
         _check_table_memory(cfg)
 

@@ -8,11 +8,16 @@ paper count (SPEC section 5). Two figures are kept apart:
   what the paper's Table 1 counts: linear layers (weight only), QK^T and AV of attention (the full
   s x s score matrix, causal or not, as the paper counts 2 s^2 d), the memory layers' weighted row
   sums (one per gathered value, Eq. 11) and SimHash's +-1 combinations when b != c (c * b per table
-  and token, counted as the multiply-adds of the einsum that computes them).
+  and token, counted as the multiply-adds of the einsum that computes them). The efficient
+  attentions of Table 2 count their contractions the same way: Linformer's E K and F V, the
+  linear attentions' phi(K)^T V and phi(K)^T 1, their read-outs by the queries, and Performer's
+  random-feature projections w^T x. A causal contraction sum_{j<=t} a_j b_j^T runs as an outer
+  product (an einsum: its multiply-adds, matrix-like) and a prefix sum over positions (cumsum:
+  one add per value, elementwise), so it is linear in s where softmax's 2 s^2 d is quadratic.
 - `elementwise`: everything else that computes, one FLOP per output value of each elementwise op,
-  transcendental or not (add, mul, div, neg, abs, compare, sigmoid, gelu; biases and residuals),
-  one per input value of a reduction (sum, prod), LAYER_NORM_PER_VALUE per normalised value and
-  SOFTMAX_PER_SCORE per attention score.
+  transcendental or not (add, mul, div, neg, abs, compare, sigmoid, gelu, exp, relu, clamp,
+  cumsum; biases and residuals), one per input value of a reduction (sum, prod, amax),
+  LAYER_NORM_PER_VALUE per normalised value and SOFTMAX_PER_SCORE per attention score.
 
 Reads (embedding lookup, index_select, slicing), views, casts and concatenation cost nothing.
 """
@@ -27,6 +32,7 @@ from harness.models.config import MemoryLayerSpec, ModelConfig
 LAYER_NORM_PER_VALUE = 5
 # scale by 1/sqrt(hs), running max, exp(x - max), sum, divide; the causal mask is a select
 SOFTMAX_PER_SCORE = 5
+SOFTMAX_PER_VALUE = SOFTMAX_PER_SCORE - 1  # an explicit softmax op; the scale is a mul before it
 # a memory layer's hash and weight per table and token: per bit [h >= 0], bit * 2^j, sum of
 # bits, |h|, 2 * |h|, / t, sigmoid, product of the factors; plus 1 for the table's row offset
 HASH_PER_BIT = 8
@@ -82,12 +88,52 @@ def rotary_dims(config: ModelConfig) -> int:
 
 def attention_cost(config: ModelConfig, seq_len: int, batch: int) -> tuple[int, int]:
     """(matrix, elementwise) of causal attention on projected Q, K, V: (B, T, d) each."""
-    scores = batch * config.n_head * seq_len * seq_len  # (B, H, T, T)
-    matrix = 2 * scores * config.head_dim  # QK^T and AV
     rot = rotary_dims(config)
     # per rotated tensor (Q and K): neg of half the rotated dims, x*cos, rot*sin and their sum
     rotary = 2 * batch * seq_len * config.n_head * (rot // 2 + 3 * rot)
-    return matrix, scores * SOFTMAX_PER_SCORE + rotary
+    kinds = {"softmax": _softmax, "linformer": _linformer, "cosformer": _cosformer,
+             "performer": _performer}
+    rows, hs = batch * config.n_head * seq_len, config.head_dim  # rows: (B, H, T) query rows
+    matrix, elementwise = kinds[config.attention](config, rows, seq_len, hs)
+    return matrix, elementwise + rotary
+
+
+def _softmax(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
+    scores = rows * seq_len  # (B, H, T, T), the full matrix as the paper counts it
+    return 2 * scores * hs, scores * SOFTMAX_PER_SCORE  # QK^T and AV
+
+
+def _linformer(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
+    k = config.resolved_attention_features
+    # E K and F V (outer products, then their prefix sums), scores q Kc^T, weighted sum of Vc
+    matrix = 4 * rows * k * hs
+    # the two prefix sums; scale and softmax of the k scores; the output's prefix scale
+    return matrix, 2 * rows * k * hs + rows * k * SOFTMAX_PER_SCORE + rows * hs
+
+
+def linear_attention_cost(rows: int, features: int, hs: int) -> tuple[int, int]:
+    """`attention.causal_linear_attention` with f features: S_t, its read-out and z_t."""
+    f = features
+    # phi(k) v^T outer products, phi(q)^T S_t, phi(q)^T z_t
+    matrix = 2 * rows * f * hs + rows * f
+    # prefix sums of phi(k) v^T and of phi(k), clamp_min and divide
+    return matrix, rows * f * hs + rows * f + rows + rows * hs
+
+
+def _cosformer(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
+    matrix, elementwise = linear_attention_cost(rows, 2 * hs, hs)
+    # per Q and K: relu, times cos and times sin
+    return matrix, elementwise + 2 * 3 * rows * hs
+
+
+def _performer(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
+    m = config.resolved_attention_features
+    matrix, elementwise = linear_attention_cost(rows, m, hs)
+    matrix += 2 * rows * m * hs  # w^T x of Q and K, the random feature projections
+    # keys: k * k, its sum, scaled by 1/(2 sqrt(hs)); minus |w|^2/2 and |x|^2/2; exp
+    keys = 2 * rows * hs + rows + 3 * rows * m
+    queries = 4 * rows * m  # plus |w|^2/2, max over features, minus the max, exp
+    return matrix, elementwise + keys + queries
 
 
 def block_cost(config: ModelConfig, seq_len: int, batch: int = 1) -> ForwardCost:

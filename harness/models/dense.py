@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.models.attention import CausalSelfAttention
+from harness.models.attention_factory import build_attention
 from harness.models.config import ModelConfig
 
 
@@ -19,7 +19,7 @@ class DenseBlock(nn.Module):
         self.width = d
         self.norm_attn = nn.LayerNorm(d, eps=config.norm_eps)
         self.qkv = nn.Linear(d, 3 * d)
-        self.attn = CausalSelfAttention(config)
+        self.attn = build_attention(config, index)
         self.proj = nn.Linear(d, d)
         self.norm_mlp = nn.LayerNorm(d, eps=config.norm_eps)
         self.mlp = nn.Sequential(nn.Linear(d, config.ffn_hidden), nn.GELU(),

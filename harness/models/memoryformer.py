@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.models.attention import CausalSelfAttention
+from harness.models.attention_factory import build_attention
 from harness.models.config import MemoryLayerSpec, ModelConfig
 from harness.models.memory_layer import MemoryLayer
 
@@ -60,7 +60,7 @@ class MemoryFormerBlock(nn.Module):
         self.width = config.d_model
         self.norm_attn = nn.LayerNorm(config.d_model, eps=config.norm_eps)
         self.qkv = memory_layer(config.memory_layers()[0], config, seed)
-        self.attn = CausalSelfAttention(config)
+        self.attn = build_attention(config, index)
         self.ffn = MemoryFeedForward(config, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,16 +38,26 @@ class ModelSize:
         return self.table_bytes + self.other_bytes
 
 
+def attention_param_count(config: ModelConfig) -> int:
+    """Parameters of one block's attention: Linformer's E and F (k, context_length), else none
+    (Performer's random features are a buffer, not trained)."""
+    if config.attention == "linformer":
+        return 2 * config.resolved_attention_features * config.context_length
+    return 0
+
+
 def block_param_counts(config: ModelConfig) -> tuple[int, int]:
     """(table values, other parameters) of one block."""
     d, hidden = config.d_model, config.ffn_hidden
     norm = 2 * d  # LayerNorm weight and bias
+    attention = attention_param_count(config)
     if config.kind == "dense":
         qkv, proj = 3 * d * d + 3 * d, d * d + d
         mlp = d * hidden + hidden + hidden * d + d
-        return 0, 2 * norm + qkv + proj + mlp
+        return 0, 2 * norm + qkv + proj + mlp + attention
     tables = sum(spec.table_values for spec in config.memory_layers())
-    return tables, 2 * norm + 2 * hidden  # attention norm, FFN input norm, FFN middle norm
+    # attention norm, FFN input norm, FFN middle norm
+    return tables, 2 * norm + 2 * hidden + attention
 
 
 def model_size(config: ModelConfig) -> ModelSize:
