@@ -100,11 +100,9 @@ class _Lookup(torch.autograd.Function):
     def backward(ctx, grad_y):
         h, tables, rows, p = ctx.saved_tensors
         grad_y = grad_y.float().contiguous()  # (N, H)
-        grad_h = grad_tables = None
-        if ctx.needs_input_grad[0]:
-            frozen = tables.float().contiguous()  # bf16 tables: inputs' gradient only
-            grad_p = ctx.kernel.gather_backward_weights(grad_y, rows, frozen)
-            grad_h = ctx.kernel.hash_backward(h, grad_p, ctx.scale, ctx.l1)  # (N, K, b)
-        if ctx.needs_input_grad[1]:
-            grad_tables = ctx.kernel.gather_backward_tables(grad_y, rows, p, tables.size(1))
-        return grad_h, grad_tables, None, None, None
+        want_h, want_tables = ctx.needs_input_grad[:2]
+        frozen = tables.float().contiguous()  # bf16 tables: only the inputs' gradient
+        grad_p, grad_tables = ctx.kernel.gather_backward(grad_y, rows, p, frozen, want_h,
+                                                         want_tables)  # (N, K), (K, R, H)
+        grad_h = ctx.kernel.hash_backward(h, grad_p, ctx.scale, ctx.l1) if want_h else None
+        return grad_h, grad_tables if want_tables else None, None, None, None

@@ -79,6 +79,9 @@ class CausalLM(pl.LightningModule):
             [{"params": decay, "weight_decay": optim.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
             lr=self.config.peak_lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+            # One fused pass per step instead of a dozen foreach passes over every value:
+            # MemoryFormer's tables make the optimizer step a third of a nano model's step time.
+            fused=all(p.device.type in ("cpu", "cuda") for p in self.model.parameters()),
         )
         warmup = max(1, round(optim.warmup_fraction * steps))
         schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -57,6 +58,7 @@ inline Vec vload(const uint16_t* p) {  // bfloat16 is the high half of a float
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
 }
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline void vstore(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline float vsum(Vec v) { return _mm512_reduce_add_ps(v); }
 #else
@@ -73,6 +75,7 @@ inline Vec vload(const uint16_t* p) {
   return v;
 }
 inline Vec vfma(Vec a, Vec b, Vec c) { for (int64_t i = 0; i < kLanes; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }
+inline Vec vadd(Vec a, Vec b) { for (int64_t i = 0; i < kLanes; ++i) a.x[i] += b.x[i]; return a; }
 inline void vstore(float* p, Vec v) { std::memcpy(p, v.x, sizeof v.x); }
 inline float vsum(Vec v) { float s = 0.f; for (float e : v.x) s += e; return s; }
 #endif
@@ -224,35 +227,73 @@ template <typename T>
 void copy_slice(const T* tables, T* slice, const Tiling<T>& tl, int64_t tile, int64_t k0,
                 int64_t k1) {
   const int64_t W = Tiling<T>::W, t0 = tile * W, width = tl.width(tile);
-  if (width < W) std::fill_n(slice, (k1 - k0) * tl.R * W, T{0});
-  for (int64_t r = k0 * tl.R; r < k1 * tl.R; ++r) {
-    std::memcpy(slice + (r - k0 * tl.R) * W, tables + r * tl.H + t0, width * sizeof(T));
+  T* out = slice;
+  const T* in = tables + k0 * tl.R * tl.H + t0;
+  if (width == W) {  // a whole line per row: a fixed-size copy the compiler inlines
+    for (int64_t r = k0 * tl.R; r < k1 * tl.R; ++r, out += W, in += tl.H) {
+      std::memcpy(out, in, kLineBytes);
+    }
+    return;
+  }
+  std::fill_n(slice, (k1 - k0) * tl.R * W, T{0});
+  for (int64_t r = k0 * tl.R; r < k1 * tl.R; ++r, out += W, in += tl.H) {
+    std::memcpy(out, in, width * sizeof(T));
   }
 }
 
-// Adds the rows of B tokens at once: B independent accumulators keep the FMA pipeline and the
-// cache's outstanding loads busy (one token alone is a chain of dependent adds).
-template <typename T, int64_t B>
-inline void gather_tokens(const int32_t* rows, const float* p, const T* slice, float* y,
-                          int64_t n, int64_t k0, int64_t k1, const Tiling<T>& tl, int64_t width) {
+// Rows and weights of blocks of kBlock tokens, (N / kBlock, K, kBlock): the kBlock tokens a
+// gather step reads for one table sit side by side, at fixed offsets from one pointer. The last
+// block is padded with weight 0 and row 0.
+constexpr int64_t kBlock = 8;
+struct Blocked {
+  int64_t blocks;
+  std::vector<int32_t> rows;
+  std::vector<float> p;
+  Blocked(const int32_t* rows_nk, const float* p_nk, int64_t N, int64_t K)
+      : blocks((N + kBlock - 1) / kBlock), rows(blocks * K * kBlock, 0),
+        p(blocks * K * kBlock, 0.f) {
+    at::parallel_for(0, blocks, 64, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t j = 0; j < kBlock && b * kBlock + j < N; ++j) {
+          const int64_t n = b * kBlock + j;
+          for (int64_t k = 0; k < K; ++k) {
+            rows[(b * K + k) * kBlock + j] = rows_nk[n * K + k];
+            p[(b * K + k) * kBlock + j] = p_nk[n * K + k];
+          }
+        }
+      }
+    });
+  }
+};
+
+// Adds the rows of a block of tokens at once: kBlock independent accumulators keep the FMA
+// pipeline and the cache's outstanding loads busy (one token alone is a chain of dependent adds).
+template <typename T>
+inline void gather_block(const Blocked& bl, int64_t b, const T* slice, float* y, int64_t N,
+                         int64_t k0, int64_t k1, const Tiling<T>& tl, int64_t width) {
   constexpr int64_t W = Tiling<T>::W, V = Tiling<T>::V;
-  const int64_t K = tl.K, R = tl.R, H = tl.H;
-  Vec acc[B][V];
-  for (int64_t j = 0; j < B; ++j) {
+  const int64_t K = tl.K, R = tl.R, H = tl.H, n0 = b * kBlock;
+  Vec acc[kBlock][V];
+  for (int64_t j = 0; j < kBlock; ++j) {
     for (int64_t v = 0; v < V; ++v) {
-      acc[j][v] = k0 == 0 ? vzero() : vload_part(y + (n + j) * H + v * kLanes, width - v * kLanes);
+      acc[j][v] = (k0 == 0 || n0 + j >= N) ? vzero()
+                                           : vload_part(y + (n0 + j) * H + v * kLanes,
+                                                        width - v * kLanes);
     }
   }
-  for (int64_t k = k0; k < k1; ++k) {
-    for (int64_t j = 0; j < B; ++j) {
-      const Vec pk = vset(p[(n + j) * K + k]);
-      const T* row = slice + ((k - k0) * R + rows[(n + j) * K + k]) * W;
+  const int32_t* rows = bl.rows.data() + (b * K + k0) * kBlock;
+  const float* p = bl.p.data() + (b * K + k0) * kBlock;
+  for (int64_t k = k0; k < k1; ++k, rows += kBlock, p += kBlock) {
+    const T* base = slice + (k - k0) * R * W;
+    for (int64_t j = 0; j < kBlock; ++j) {
+      const Vec pk = vset(p[j]);
+      const T* row = base + rows[j] * W;
       for (int64_t v = 0; v < V; ++v) acc[j][v] = vfma(pk, vload(row + v * kLanes), acc[j][v]);
     }
   }
-  for (int64_t j = 0; j < B; ++j) {
+  for (int64_t j = 0; j < kBlock && n0 + j < N; ++j) {
     for (int64_t v = 0; v < V; ++v) {
-      vstore_part(y + (n + j) * H + v * kLanes, acc[j][v], width - v * kLanes);
+      vstore_part(y + (n0 + j) * H + v * kLanes, acc[j][v], width - v * kLanes);
     }
   }
 }
@@ -262,7 +303,8 @@ inline void gather_tokens(const int32_t* rows, const float* p, const T* slice, f
 template <typename T>
 void gather_forward_impl(const int32_t* rows, const float* p, const T* tables, float* y,
                          int64_t N, const Tiling<T>& tl) {
-  constexpr int64_t W = Tiling<T>::W, B = 8;
+  constexpr int64_t W = Tiling<T>::W;
+  const Blocked bl(rows, p, N, tl.K);
   at::parallel_for(0, tl.tiles, 1, [&](int64_t tile0, int64_t tile1) {
     T* slice = slice_buffer(tl);
     for (int64_t tile = tile0; tile < tile1; ++tile) {
@@ -271,11 +313,9 @@ void gather_forward_impl(const int32_t* rows, const float* p, const T* tables, f
       for (int64_t k0 = 0; k0 < tl.K; k0 += tl.G) {
         const int64_t k1 = std::min(tl.K, k0 + tl.G);
         copy_slice(tables, slice, tl, tile, k0, k1);
-        int64_t n = 0;
-        for (; n + B <= N; n += B) {
-          gather_tokens<T, B>(rows, p, slice, y_tile, n, k0, k1, tl, width);
+        for (int64_t b = 0; b < bl.blocks; ++b) {
+          gather_block<T>(bl, b, slice, y_tile, N, k0, k1, tl, width);
         }
-        for (; n < N; ++n) gather_tokens<T, 1>(rows, p, slice, y_tile, n, k0, k1, tl, width);
       }
     }
   });
@@ -302,80 +342,158 @@ at::Tensor gather_forward(const at::Tensor& rows, const at::Tensor& p, const at:
   return y;
 }
 
-// grad_p[n, k] = <grad_y[n], tables[k, rows[n, k]]>. Threads own column tiles and sum their
-// tiles' partial dot products into one (N, K) buffer each; the buffers are added at the end.
-at::Tensor gather_backward_weights(const at::Tensor& grad_y, const at::Tensor& rows,
-                                   const at::Tensor& tables) {
+// Sums of 16 vectors: out[j] = sum of the lanes of v[j]. A transposing add tree shares its
+// shuffles among the 16 sums (30 in all, where 16 separate reductions take 64).
+inline Vec sum16(const Vec* v) {
+#if defined(__AVX512F__)
+  __m512 s[8], t[4], u[2];
+  for (int i = 0; i < 8; ++i) {  // 256-bit halves: s[i] holds v[2i] then v[2i+1]
+    s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {  // 128-bit quarters: quarter q of t[i] belongs to v[4i + q]
+    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {  // pairs of floats within each quarter
+    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
+  }
+  const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88),
+                                 _mm512_shuffle_ps(u[0], u[1], 0xDD));
+  // w[4q + m] is the sum of v[4m + q]: transpose the 4 x 4 lane index.
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_permutexvar_ps(order, w);
+#else
+  Vec out;
+  for (int64_t j = 0; j < kLanes; ++j) out.x[j] = vsum(v[j]);
+  return out;
+#endif
+}
+
+// Tokens of each table in bucket order (a counting sort), shared by all column tiles:
+// bucket r of table k holds tokens order[k, start[k, r] : start[k, r + 1]], with weights
+// weight[k, i] = p[order[k, i], k].
+struct Buckets {
+  std::vector<int32_t> start, order;
+  std::vector<float> weight;
+  Buckets(const int32_t* rows, const float* p, int64_t N, int64_t K, int64_t R)
+      : start(K * (R + 1), 0), order(K * N), weight(K * N) {
+    at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+      std::vector<int32_t> next(R);
+      for (int64_t k = k0; k < k1; ++k) {
+        int32_t* first = start.data() + k * (R + 1);
+        for (int64_t n = 0; n < N; ++n) ++first[rows[n * K + k] + 1];
+        for (int64_t r = 0; r < R; ++r) first[r + 1] += first[r];
+        std::copy(first, first + R, next.begin());
+        for (int64_t n = 0; n < N; ++n) {
+          const int32_t slot = next[rows[n * K + k]]++;
+          order[k * N + slot] = static_cast<int32_t>(n);
+          weight[k * N + slot] = p[n * K + k];
+        }
+      }
+    });
+  }
+};
+
+// grad_p[n, k] = <grad_y[n], tables[k, rows[n, k]]>, token by token like the forward, the dot
+// products of 16 tables at a time summed by one add tree into a vector of grad_p's row.
+void weights_grad_tile(const float* g, const int32_t* rows, const float* slice, float* gp,
+                       int64_t N, int64_t k0, int64_t k1, const Tiling<float>& tl, int64_t t0,
+                       int64_t width) {
+  constexpr int64_t W = Tiling<float>::W;
+  const int64_t K = tl.K, R = tl.R, H = tl.H;
+  Vec dots[kLanes];
+  for (int64_t n = 0; n < N; ++n) {
+    const Vec gv = vload_part(g + n * H + t0, width);
+    for (int64_t kb = k0; kb < k1; kb += kLanes) {
+      const int64_t count = std::min(kLanes, k1 - kb);
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const float* row = slice + ((kb + j - k0) * R + rows[n * K + kb + j]) * W;
+        dots[j] = j < count ? vfma(gv, vload(row), vzero()) : vzero();
+      }
+      float* out = gp + n * K + kb;
+      float sums[kLanes];
+      vstore(sums, sum16(dots));
+      for (int64_t j = 0; j < count; ++j) out[j] += sums[j];
+    }
+  }
+}
+
+// grad_tables rows of one (column tile, table group): each bucket's tokens, in bucket order,
+// summed in registers and written once into the slice (no read-modify-write of table rows).
+void tables_grad_tile(const float* g_tile, const Buckets& buckets, float* slice, int64_t N,
+                      int64_t k0, int64_t k1, const Tiling<float>& tl) {
+  constexpr int64_t W = Tiling<float>::W;
+  const int64_t R = tl.R;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int32_t* start = buckets.start.data() + k * (R + 1);
+    const int32_t* order = buckets.order.data() + k * N;
+    const float* weight = buckets.weight.data() + k * N;
+    for (int64_t r = 0; r < R; ++r) {
+      Vec even = vzero(), odd = vzero();  // two chains of adds: half the latency
+      int32_t i = start[r];
+      for (; i + 1 < start[r + 1]; i += 2) {
+        even = vfma(vset(weight[i]), vload(g_tile + order[i] * W), even);
+        odd = vfma(vset(weight[i + 1]), vload(g_tile + order[i + 1] * W), odd);
+      }
+      if (i < start[r + 1]) even = vfma(vset(weight[i]), vload(g_tile + order[i] * W), even);
+      vstore(slice + ((k - k0) * R + r) * W, vadd(even, odd));
+    }
+  }
+}
+
+// Both gradients, threads owning column tiles. Each pass copies what it reads at random (the
+// table slice, the tile of grad_y) into contiguous per-thread buffers that stay in cache.
+std::vector<at::Tensor> gather_backward(const at::Tensor& grad_y, const at::Tensor& rows,
+                                        const at::Tensor& p, const at::Tensor& tables,
+                                        bool want_p, bool want_tables) {
   check_float(grad_y, "grad_y");
+  check_float(p, "p");
   check_float(tables, "tables");
   const int64_t N = rows.size(0), K = tables.size(0), R = tables.size(1), H = tables.size(2);
   const Tiling<float> tl(K, R, H);
   constexpr int64_t W = Tiling<float>::W;
+  const int32_t* rp = rows.data_ptr<int32_t>();
+  std::unique_ptr<Buckets> buckets;
+  if (want_tables) buckets = std::make_unique<Buckets>(rp, p.data_ptr<float>(), N, K, R);
   const int64_t parts = std::min<int64_t>(at::get_num_threads(), tl.tiles);
   const int64_t per_part = (tl.tiles + parts - 1) / parts;
-  auto partial = at::zeros({parts, N, K}, grad_y.options());
+  auto partial = want_p ? at::zeros({parts, N, K}, grad_y.options()) : at::Tensor();
+  auto grad_tables = want_tables ? at::empty({K, R, H}, grad_y.options()) : at::Tensor();
   const float* g = grad_y.data_ptr<float>();
   const float* tab = tables.data_ptr<float>();
-  const int32_t* rp = rows.data_ptr<int32_t>();
   at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
     float* slice = slice_buffer(tl);
+    std::vector<float> g_tile(want_tables ? N * W : 0);
     for (int64_t part = part0; part < part1; ++part) {
-      float* gp = partial.data_ptr<float>() + part * N * K;
       for (int64_t tile = part * per_part; tile < std::min(tl.tiles, (part + 1) * per_part);
            ++tile) {
         const int64_t t0 = tile * W, width = tl.width(tile);
+        for (int64_t n = 0; want_tables && n < N; ++n) {
+          vstore(g_tile.data() + n * W, vload_part(g + n * H + t0, width));
+        }
         for (int64_t k0 = 0; k0 < K; k0 += tl.G) {
           const int64_t k1 = std::min(K, k0 + tl.G);
-          copy_slice(tab, slice, tl, tile, k0, k1);
-          for (int64_t n = 0; n < N; ++n) {
-            const Vec gv = vload_part(g + n * H + t0, width);
-            for (int64_t k = k0; k < k1; ++k) {
-              const float* row = slice + ((k - k0) * R + rp[n * K + k]) * W;
-              gp[n * K + k] += vsum(vfma(gv, vload(row), vzero()));
+          if (want_p) {
+            copy_slice(tab, slice, tl, tile, k0, k1);
+            weights_grad_tile(g, rp, slice, partial.data_ptr<float>() + part * N * K, N, k0, k1,
+                              tl, t0, width);
+          }
+          if (want_tables) {
+            tables_grad_tile(g_tile.data(), *buckets, slice, N, k0, k1, tl);
+            float* out = grad_tables.data_ptr<float>();
+            for (int64_t r = k0 * R; r < k1 * R; ++r) {
+              vstore_part(out + r * H + t0, vload(slice + (r - k0 * R) * W), width);
             }
           }
         }
       }
     }
   });
-  return parts == 1 ? partial[0] : partial.sum(0);
-}
-
-// grad_tables[k, rows[n, k]] += p[n, k] grad_y[n]. Threads own column tiles, so no two write the
-// same value; each (G, R, W) slice is summed in a contiguous buffer, then copied out.
-at::Tensor gather_backward_tables(const at::Tensor& grad_y, const at::Tensor& rows,
-                                  const at::Tensor& p, int64_t num_rows) {
-  check_float(grad_y, "grad_y");
-  check_float(p, "p");
-  const int64_t N = rows.size(0), K = rows.size(1), R = num_rows, H = grad_y.size(1);
-  const Tiling<float> tl(K, R, H);
-  constexpr int64_t W = Tiling<float>::W;
-  auto grad_tables = at::empty({K, R, H}, grad_y.options());
-  const float* g = grad_y.data_ptr<float>();
-  const float* pp = p.data_ptr<float>();
-  const int32_t* rp = rows.data_ptr<int32_t>();
-  float* gt = grad_tables.data_ptr<float>();
-  at::parallel_for(0, tl.tiles, 1, [&](int64_t tile0, int64_t tile1) {
-    float* slice = slice_buffer(tl);
-    for (int64_t tile = tile0; tile < tile1; ++tile) {
-      const int64_t t0 = tile * W, width = tl.width(tile);
-      for (int64_t k0 = 0; k0 < K; k0 += tl.G) {
-        const int64_t k1 = std::min(K, k0 + tl.G);
-        std::fill_n(slice, (k1 - k0) * R * W, 0.f);
-        for (int64_t n = 0; n < N; ++n) {
-          const Vec gv = vload_part(g + n * H + t0, width);
-          for (int64_t k = k0; k < k1; ++k) {
-            float* row = slice + ((k - k0) * R + rp[n * K + k]) * W;
-            vstore(row, vfma(vset(pp[n * K + k]), gv, vload(row)));
-          }
-        }
-        for (int64_t r = k0 * R; r < k1 * R; ++r) {
-          std::memcpy(gt + r * H + t0, slice + (r - k0 * R) * W, width * sizeof(float));
-        }
-      }
-    }
-  });
-  return grad_tables;
+  at::Tensor grad_p;
+  if (want_p) grad_p = parts == 1 ? partial[0] : partial.sum(0);
+  return {grad_p, grad_tables};
 }
 
 }  // namespace
@@ -384,6 +502,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hash_forward", &hash_forward, "(N, K, b) -> rows (N, K) int32, p (N, K)");
   m.def("hash_backward", &hash_backward, "grad of p with respect to h");
   m.def("gather_forward", &gather_forward, "y (N, H) = sum_k p tables[k, rows]");
-  m.def("gather_backward_weights", &gather_backward_weights, "grad_p (N, K)");
-  m.def("gather_backward_tables", &gather_backward_tables, "grad_tables (K, R, H)");
+  m.def("gather_backward", &gather_backward, "grad_p (N, K), grad_tables (K, R, H)");
 }
