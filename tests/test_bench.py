@@ -20,24 +20,35 @@ def rows():
                      bandwidth_bytes=2**16)
 
 
-def test_one_row_per_width_dtype_and_pass(rows):
-    assert [(r.width, r.dtype, r.passes) for r in rows] == [
-        (32, "fp32", "forward"), (32, "fp32", "forward+backward"),
-        (32, "bf16", "forward"), (32, "bf16", "forward+backward")]
+def test_one_row_per_width_dtype_pass_and_table_storage(rows):
+    assert [(r.width, r.dtype, r.passes, r.table_storage) for r in rows] == [
+        (32, "fp32", "forward", "fp32"), (32, "fp32", "forward", "bf16"),
+        (32, "fp32", "forward", "int8"), (32, "fp32", "forward+backward", "fp32"),
+        (32, "bf16", "forward", "bf16"), (32, "bf16", "forward+backward", "bf16")]
     for row in rows:
         assert row.linear_ms is not None and row.memory_ms is not None, row.note
         assert row.speedup == row.linear_ms / row.memory_ms
         assert row.threads == torch.get_num_threads() and row.bandwidth > 0
+        forward = row.passes == "forward"
+        assert (row.reference_ms is not None) == forward
+        assert row.kernel_speedup == (row.reference_ms / row.memory_ms if forward else None)
+    trained_bf16 = rows[-1]
+    assert trained_bf16.kernel == "reference" and "fp32 tables only" in trained_bf16.note
+    assert {r.kernel for r in rows[:-1]} == {"fused"}
 
 
-@pytest.mark.parametrize("dtype, value_bytes", [("fp32", 4), ("bf16", 2)])
-def test_byte_and_flop_arithmetic(rows, dtype, value_bytes):
-    forward, both = (r for r in rows if r.dtype == dtype)
+@pytest.mark.parametrize("dtype, storage, value_bytes",
+                         [("fp32", "fp32", 4), ("fp32", "bf16", 2), ("fp32", "int8", 1),
+                          ("bf16", "bf16", 2)])
+def test_byte_and_flop_arithmetic(rows, dtype, storage, value_bytes):
+    forward = next(r for r in rows if (r.dtype, r.table_storage, r.passes)
+                   == (dtype, storage, "forward"))
+    both = next(r for r in rows if (r.dtype, r.passes) == (dtype, "forward+backward"))
     assert forward.memory_read_bytes == 64 * 4 * 32 * value_bytes  # tokens x K x out x bytes
     assert forward.memory_intensity == 1 / value_bytes  # one multiply-add per value read
     assert forward.table_bytes == 4 * 2**8 * 32 * value_bytes  # K x 2^b rows x out
     assert forward.linear_flops == 64 * 32 * 32 and both.linear_flops == 3 * 64 * 32 * 32
-    moved = (2 * 64 * 32 + 32 * 32) * value_bytes
+    moved = (2 * 64 * 32 + 32 * 32) * {"fp32": 4, "bf16": 2}[dtype]
     assert forward.linear_intensity == 64 * 32 * 32 / moved
     assert forward.memory_read_per_s == forward.memory_read_bytes / (forward.memory_ms / 1e3)
     assert forward.bandwidth_share == forward.memory_read_per_s / forward.bandwidth
@@ -60,7 +71,7 @@ def test_rows_are_json_and_formatted(rows):
     json.dumps(dicts)
     assert dicts[0]["speedup"] == rows[0].speedup and "memory_bound" in dicts[0]
     text = format_bench(rows)
-    assert text.count("32x32") == 4 + 2  # one per row, one table line per forward row
+    assert text.count("32x32") == 6 + 4 + 1  # per row, per forward row's tables, the note
     assert "bound (linear / memory)" in text
     assert "GB/s" in text
 
@@ -72,8 +83,9 @@ def test_a_failing_layer_becomes_a_note_not_a_crash():
     ms, note = interleaved_medians({"linear": lambda: None, "memory": unsupported}, repeats=3)
     assert ms["memory"] is None and ms["linear"] is not None
     assert note == "memory unsupported: \"embedding_bag\" not implemented for 'Half'"
-    row = BenchRow(width=8, tokens=4, dtype="bf16", passes="forward", threads=1, bandwidth=1e9,
-                   linear_ms=ms["linear"], memory_ms=None, linear_flops=256,
+    row = BenchRow(width=8, tokens=4, dtype="bf16", passes="forward", table_storage="bf16",
+                   kernel="fused", threads=1, bandwidth=1e9, linear_ms=ms["linear"],
+                   memory_ms=None, reference_ms=None, linear_flops=256,
                    memory_read_bytes=64, table_bytes=128, linear_intensity=1.0,
                    memory_intensity=0.5, note=note)
     assert row.speedup is None and row.bandwidth_share is None

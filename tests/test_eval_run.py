@@ -152,3 +152,22 @@ def test_bad_numbers_are_refused(trained, no_model, kwargs, field):
     with pytest.raises(ConfigError) as error:
         evaluate(trained.result.run_id, ["ppl:heldout"], home=trained.home, **kwargs)
     assert error.value.field == field
+
+
+def test_table_storage_scores_the_same_model_with_smaller_tables(trained):
+    scores = {storage: evaluate(trained.result.run_id, ["ppl:heldout"], home=trained.home,
+                                limit=64, table_storage=storage)
+              for storage in ("fp32", "bf16", "int8")}
+    exact = scores["fp32"]["ppl:heldout"].metrics["nll"]
+    for storage in ("bf16", "int8"):
+        result = scores[storage][f"ppl:heldout.{storage}-tables"]
+        assert result.task == f"ppl:heldout.{storage}-tables"
+        assert abs(result.metrics["nll"] - exact) < 0.01 * exact  # rounding, not a new model
+    logged = trained.tracker.find_run(trained.result.run_id).data.metrics
+    assert "eval/ppl.heldout.int8-tables/nll" in logged
+
+
+def test_table_storage_is_checked_before_the_model_loads(trained, no_model):
+    with pytest.raises(ConfigError, match="fp8' is not allowed; allowed: fp32, bf16, int8"):
+        evaluate(trained.result.run_id, ["ppl:heldout"], home=trained.home,
+                 table_storage="fp8")

@@ -144,3 +144,37 @@ def test_a_failed_build_gives_its_reason(monkeypatch: pytest.MonkeyPatch) -> Non
         assert not ready and "error: no compiler" in reason
     finally:
         fused_lookup._build.cache_clear()
+
+
+@pytest.mark.parametrize("storage", ["bf16", "int8"])
+def test_stored_tables_match_between_paths_and_stay_close(storage: str) -> None:
+    fused, reference = pair(CASES[4])
+    x = torch.randn(30, 64)
+    with torch.no_grad():
+        exact = reference(x)
+        for layer in (fused, reference):
+            layer.store_tables(storage)
+        y_fused, y_ref = fused(x), reference(x)
+    assert fused.tables.dtype == {"bf16": torch.bfloat16, "int8": torch.int8}[storage]
+    assert not fused.tables.requires_grad and fused.table_storage == storage
+    torch.testing.assert_close(y_fused, y_ref, rtol=1e-5, atol=1e-6)
+    # bf16 keeps 8 bits of mantissa, int8 7 bits of each row's largest value
+    assert (y_fused - exact).abs().max() < 0.01 * exact.abs().max()
+
+
+def test_int8_tables_still_pass_gradient_to_the_inputs() -> None:
+    fused, reference = pair(CASES[0])
+    for layer in (fused, reference):
+        layer.store_tables("int8")
+    x = torch.randn(20, 64)
+    grads = []
+    for layer in (fused, reference):
+        xi = x.clone().requires_grad_(True)
+        layer(xi).square().sum().backward()
+        grads.append(xi.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_table_storage_name_is_checked() -> None:
+    with pytest.raises(ValueError, match="table storage: 'fp8' is not allowed; allowed: fp32"):
+        MemoryLayer(8, 8).store_tables("fp8")

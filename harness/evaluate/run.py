@@ -8,7 +8,7 @@ ConfigError that names the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,10 @@ from harness.evaluate.results import TaskResult
 from harness.evaluate.run_data import corpus_split, run_tokenizer
 from harness.evaluate.scoring import Scorer
 from harness.evaluate.tasks import TaskSpec, parse_tasks
+from harness.models.memory_layer import TABLE_STORAGES, store_all_tables
 from harness.tracking import HOME, Tracker, check_tracking_uri, redact, resolve_tracking_uri
 from harness.train.config import RunConfig
-from harness.validate import check_int
+from harness.validate import check_choice, check_int
 
 PLAY_CORPUS = "shakespeare"  # the mc:* tasks are built from its held-out plays
 PPL_VERSION = "1"  # bump when what ppl:* scores changes (windows, separator prefix, bytes)
@@ -55,14 +56,19 @@ def evaluate(
     device: str | None = None,
     lm_eval_include: Path | None = None,
     bigbench_dir: Path | None = None,
+    table_storage: str = "fp32",
 ) -> dict[str, TaskResult]:
     """Score a run (MLflow run id) or a checkpoint file on `tasks` (see harness.evaluate.tasks).
 
     With log=True (the default) every result goes onto the run that trained the checkpoint as
     metrics eval/<task>/<metric> (plus eval/<task>/n) at the checkpoint's step, with the task's
     version, source and digest as tags; no new run is created.
+
+    table_storage `bf16` or `int8` scores a MemoryFormer with its hash tables stored that way
+    (MemoryLayer.store_tables); its results are logged as task "<task>.<storage>-tables".
     """
     home = Path(home)
+    check_choice("table_storage", table_storage, tuple(TABLE_STORAGES))
     specs = parse_tasks(tasks, Path(bigbench_dir) if bigbench_dir else home / "cache" / "bigbench")
     _check_numbers(limit, batch_size, stride)
     uri = resolve_tracking_uri(tracking_uri, home)
@@ -72,6 +78,9 @@ def evaluate(
     checkpoint = read_checkpoint(resolve_target(target, home, tracker))
     run = _run_to_log(tracker, checkpoint) if log else None
     config = checkpoint.config
+    if table_storage != "fp32" and config.model.kind != "memoryformer":
+        raise ConfigError("table_storage", f"{table_storage!r} applies to hash tables and this "
+                          f"run's model is {config.model.kind}; allowed: fp32")
     window = config.seq_len
     stride = stride or max(1, window // 2)
     if stride > window:
@@ -87,10 +96,16 @@ def evaluate(
         runners.append(_prepare_lm_eval(lm_eval_names, lm_eval_include, checkpoint, settings))
 
     model = load_model(checkpoint, torch.device(settings.device))
+    if table_storage != "fp32":
+        store_all_tables(model, table_storage)
     scorer = Scorer(model, tokenizer, window, batch_size, settings.device)
     results: dict[str, TaskResult] = {}
     for runner in runners:
         results.update(runner(scorer))
+    if table_storage != "fp32":
+        results = {f"{name}.{table_storage}-tables":
+                   replace(result, task=f"{result.task}.{table_storage}-tables")
+                   for name, result in results.items()}
     if run is not None:
         _log(tracker, run.info.run_id, checkpoint.step, results)
     return results

@@ -22,7 +22,8 @@ from torch.autograd.function import once_differentiable
 
 SOURCE = Path(__file__).parent / "csrc" / "memory_lookup.cpp"
 MAX_BUCKET_BITS = 30  # rows are int32 in the kernel
-TABLE_DTYPES = (torch.float32, torch.bfloat16)  # bf16 tables: forward only (inference)
+INPUT_DTYPES = (torch.float32, torch.bfloat16)
+TABLE_DTYPES = (torch.float32, torch.bfloat16, torch.int8)  # bf16, int8: not trained
 DISABLE_ENV = "HARNESS_FUSED_LOOKUP"  # set to 0 to force the reference path everywhere
 
 log = logging.getLogger(__name__)
@@ -70,39 +71,46 @@ def supports(h: torch.Tensor, tables: torch.Tensor) -> bool:
     """Whether the kernel computes this call exactly as the reference path would."""
     trains_tables = tables.requires_grad and torch.is_grad_enabled()
     return (h.device.type == "cpu" and tables.device.type == "cpu"
-            and h.dtype in TABLE_DTYPES and tables.dtype in TABLE_DTYPES
+            and h.dtype in INPUT_DTYPES and tables.dtype in TABLE_DTYPES
             and not (trains_tables and tables.dtype != torch.float32)
             and h.size(-1) <= MAX_BUCKET_BITS
             and not torch.jit.is_tracing())  # FLOP counts trace the reference ops
 
 
-def lookup(h: torch.Tensor, tables: torch.Tensor, temperature: float,
-           weighting: str) -> torch.Tensor:
-    """h (..., K, b), tables (K, 2**b, H) -> (..., H) in h's dtype."""
+def lookup(h: torch.Tensor, tables: torch.Tensor, temperature: float, weighting: str,
+           scale: torch.Tensor | None = None) -> torch.Tensor:
+    """h (..., K, b), tables (K, 2**b, H) -> (..., H) in h's dtype.
+
+    int8 tables hold round(value / scale) with one scale per row, `scale` (K, 2**b).
+    """
     kernel = _build()
     assert isinstance(kernel, ModuleType), kernel  # callers check available() first
     flat = h.reshape(-1, *h.shape[-2:]).float().contiguous()  # (N, K, b)
-    y = _Lookup.apply(flat, tables, kernel, 2.0 / temperature, weighting == "l1")  # (N, H)
+    scale = torch.empty(0) if scale is None else scale.float().contiguous()
+    y = _Lookup.apply(flat, tables, scale, kernel, 2.0 / temperature,
+                      weighting == "l1")  # (N, H)
     return y.to(h.dtype).view(*h.shape[:-2], tables.size(-1))
 
 
 class _Lookup(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, tables, kernel, scale, l1):  # h (N, K, b), tables (K, R, H)
+    def forward(ctx, h, tables, row_scale, kernel, scale, l1):  # h (N, K, b), tables (K, R, H)
         rows, p = kernel.hash_forward(h, scale, l1)  # (N, K) int32, (N, K)
-        y = kernel.gather_forward(rows, p, tables.contiguous())  # (N, H)
-        ctx.save_for_backward(h, tables, rows, p)
+        y = kernel.gather_forward(rows, p, tables.contiguous(), row_scale)  # (N, H)
+        ctx.save_for_backward(h, tables, row_scale, rows, p)
         ctx.kernel, ctx.scale, ctx.l1 = kernel, scale, l1
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        h, tables, rows, p = ctx.saved_tensors
+        h, tables, row_scale, rows, p = ctx.saved_tensors
         grad_y = grad_y.float().contiguous()  # (N, H)
         want_h, want_tables = ctx.needs_input_grad[:2]
-        frozen = tables.float().contiguous()  # bf16 tables: only the inputs' gradient
-        grad_p, grad_tables = ctx.kernel.gather_backward(grad_y, rows, p, frozen, want_h,
-                                                         want_tables)  # (N, K), (K, R, H)
+        frozen = tables.float()  # bf16 or int8 tables: only the inputs' gradient
+        if tables.dtype == torch.int8:
+            frozen = frozen * row_scale.unsqueeze(-1)
+        grad_p, grad_tables = ctx.kernel.gather_backward(
+            grad_y, rows, p, frozen.contiguous(), want_h, want_tables)  # (N, K), (K, R, H)
         grad_h = ctx.kernel.hash_backward(h, grad_p, ctx.scale, ctx.l1) if want_h else None
-        return grad_h, grad_tables if want_tables else None, None, None, None
+        return grad_h, grad_tables if want_tables else None, None, None, None, None

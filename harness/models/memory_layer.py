@@ -30,6 +30,9 @@ from harness.models import fused_lookup
 
 WEIGHTINGS = ("paper", "l1")
 KERNELS = ("auto", "fused", "reference")  # auto: fused where it applies, else reference
+# How tables are stored: fp32 (trainable, the default); bf16 or int8 with one scale per row
+# (inference only: smaller rows to fetch, at a small accuracy cost; see store_tables).
+TABLE_STORAGES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 
 
 class MemoryLayer(nn.Module):
@@ -75,6 +78,7 @@ class MemoryLayer(nn.Module):
 
         self.tables = nn.Parameter(torch.empty(num_tables, 2**bucket_bits, out_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.register_buffer("table_scale", None)  # (K, 2**b) when the tables are int8
 
         # Fixed, seeded hashing state lives in persistent buffers: a reloaded layer hashes exactly
         # as the saved one did, whatever the RNG of the loading machine.
@@ -97,6 +101,34 @@ class MemoryLayer(nn.Module):
         nn.init.normal_(self.tables, std=self.init_std)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
+
+    @property
+    def table_storage(self) -> str:
+        return next(name for name, dtype in TABLE_STORAGES.items()
+                    if dtype == self.tables.dtype)
+
+    def table_values(self) -> torch.Tensor:
+        """(K, 2**b, out) in float: the tables as the layer reads them, whatever the storage."""
+        if self.table_scale is None:
+            return self.tables.float()
+        return self.tables.float() * self.table_scale.unsqueeze(-1)
+
+    @torch.no_grad()
+    def store_tables(self, storage: str) -> None:
+        """Store the tables as `fp32`, `bf16` or `int8` (round(value / scale), scale = row's
+        max |value| / 127). bf16 and int8 freeze the tables: they are for inference."""
+        if storage not in TABLE_STORAGES:
+            raise ValueError(f"table storage: {storage!r} is not allowed; "
+                             f"allowed: {', '.join(TABLE_STORAGES)}")
+        values = self.table_values()  # (K, R, out)
+        scale = None
+        if storage == "int8":
+            scale = values.abs().amax(-1) / 127  # (K, R)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            values = torch.round(values / scale.unsqueeze(-1)).clamp_(-127, 127)
+        self.tables = nn.Parameter(values.to(TABLE_STORAGES[storage]),
+                                   requires_grad=storage == "fp32")
+        self.table_scale = scale
 
     def chunks(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_features) -> (..., K, c): chunk k is positions [k*c, (k+1)*c) of the stream."""
@@ -136,8 +168,9 @@ class MemoryLayer(nn.Module):
         weights = self._weights(h).reshape(-1, self.num_tables)  # (N, K)
         # Each token is one bag of K rows of the flattened tables: a weighted gather-sum that reads
         # K * out_features values and writes gradient only into the rows it read (Eq. 12).
-        # Tables stored in another dtype (bf16 for inference) are read in the input's dtype.
-        flat_tables = self.tables.view(-1, self.out_features).to(h.dtype)  # (K * 2**b, out)
+        # Tables stored in another dtype (bf16, int8 for inference) are read in the input's.
+        tables = self.tables if self.table_scale is None else self.table_values()
+        flat_tables = tables.view(-1, self.out_features).to(h.dtype)  # (K * 2**b, out)
         y = F.embedding_bag(rows, flat_tables, per_sample_weights=weights.to(h.dtype),
                             mode="sum")
         return y.view(*h.shape[:-2], self.out_features)
@@ -156,7 +189,8 @@ class MemoryLayer(nn.Module):
                 raise RuntimeError(f"MemoryLayer(kernel='fused'): {reason}")
             fused_lookup.warn_unavailable(reason)
             return None
-        return fused_lookup.lookup(h, self.tables, self.temperature, self.weighting)
+        return fused_lookup.lookup(h, self.tables, self.temperature, self.weighting,
+                                   self.table_scale)
 
     def _indices(self, h: torch.Tensor) -> torch.Tensor:
         bits = (h >= 0).long()  # sign(0) counts as +1
@@ -177,7 +211,18 @@ class MemoryLayer(nn.Module):
                 f"chunk_size={self.chunk_size}, bucket_bits={self.bucket_bits}, "
                 f"num_tables={self.num_tables}, temperature={self.temperature}, "
                 f"weighting={self.weighting}, bias={self.bias is not None}, "
-                f"kernel={self.kernel}")
+                f"kernel={self.kernel}, table_storage={self.table_storage}")
+
+
+def store_all_tables(module: nn.Module, storage: str) -> int:
+    """Store the tables of every MemoryLayer inside `module` as `storage` (see store_tables).
+
+    Returns how many layers changed storage.
+    """
+    layers = [m for m in module.modules() if isinstance(m, MemoryLayer)]
+    for layer in layers:
+        layer.store_tables(storage)
+    return len(layers)
 
 
 def _input_stream(in_features: int, length: int, generator: torch.Generator) -> torch.Tensor | None:

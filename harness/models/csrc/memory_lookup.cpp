@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -57,6 +58,9 @@ inline Vec vload(const uint16_t* p) {  // bfloat16 is the high half of a float
   __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
 }
+inline Vec vload(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline void vstore(float* p, Vec v) { _mm512_storeu_ps(p, v); }
@@ -72,6 +76,11 @@ inline Vec vload(const uint16_t* p) {
     uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
     std::memcpy(&v.x[i], &bits, sizeof(float));
   }
+  return v;
+}
+inline Vec vload(const int8_t* p) {
+  Vec v;
+  for (int64_t i = 0; i < kLanes; ++i) v.x[i] = static_cast<float>(p[i]);
   return v;
 }
 inline Vec vfma(Vec a, Vec b, Vec c) { for (int64_t i = 0; i < kLanes; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }
@@ -112,6 +121,49 @@ void check_float(const at::Tensor& t, const char* name) {
               name, " must be a contiguous float32 CPU tensor");
 }
 
+#if defined(__AVX512F__)
+// hash_forward for b = 8 on chunks [begin, end): a register holds chunks g and g + 1; the sign
+// mask gives both codes, and three swap-and-multiply steps give each half's product in lanes
+// 0 and 8 (likewise the sums for l1).
+void hash8(const float* hp, int32_t* rows, float* p, int64_t begin, int64_t end, float scale,
+           bool l1) {
+  const __m512 neg = _mm512_set1_ps(-scale), one = _mm512_set1_ps(1.f);
+  auto fold = [](__m512 v, bool add) {
+    auto op = [add](__m512 a, __m512 b) { return add ? _mm512_add_ps(a, b) : _mm512_mul_ps(a, b); };
+    v = op(v, _mm512_permute_ps(v, 0xB1));  // swap neighbours
+    v = op(v, _mm512_permute_ps(v, 0x4E));  // swap pairs
+    return op(v, _mm512_shuffle_f32x4(v, v, 0xB1));  // swap 128-bit quarters
+  };
+  int64_t g = begin;
+  for (; g + 2 <= end; g += 2) {
+    const __m512 z = _mm512_loadu_ps(hp + g * 8);
+    const __mmask16 sign = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __m512 a = _mm512_abs_ps(z);
+    const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_mul_ps(a, neg))));
+    __m512 weight = fold(sig, false);
+    if (l1) weight = _mm512_mul_ps(weight, fold(a, true));
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, weight);
+    rows[g] = sign & 0xFF;
+    rows[g + 1] = sign >> 8;
+    p[g] = lanes[0];
+    p[g + 1] = lanes[8];
+  }
+  for (; g < end; ++g) {  // an odd last chunk
+    int32_t code = 0;
+    float prod = 1.f, norm = 0.f;
+    for (int64_t j = 0; j < 8; ++j) {
+      const float v = hp[g * 8 + j];
+      code |= static_cast<int32_t>(v >= 0.f) << j;
+      prod *= 1.f / (1.f + std::exp(-scale * std::fabs(v)));
+      norm += std::fabs(v);
+    }
+    rows[g] = code;
+    p[g] = l1 ? prod * norm : prod;
+  }
+}
+#endif
+
 // (N, K, b) -> rows (N, K) int32, p (N, K): bucket = sum_j [h_j >= 0] 2^j,
 // p = prod_j sigmoid(scale |h_j|), times sum_j |h_j| when l1.
 std::vector<at::Tensor> hash_forward(const at::Tensor& h, double scale, bool l1) {
@@ -124,6 +176,12 @@ std::vector<at::Tensor> hash_forward(const at::Tensor& h, double scale, bool l1)
   int32_t* rp = rows.data_ptr<int32_t>();
   float* pp = p.data_ptr<float>();
   at::parallel_for(0, pairs, kHashBlock, [&](int64_t begin, int64_t end) {
+#if defined(__AVX512F__)
+    if (b == 8) {  // the paper's tau = 8: two chunks per register, no scalar loop
+      hash8(hp, rp, pp, begin, end, static_cast<float>(scale), l1);
+      return;
+    }
+#endif
     std::vector<float> s(kHashBlock * b);
     for (int64_t start = begin; start < end; start += kHashBlock) {
       const int64_t count = std::min(kHashBlock, end - start);
@@ -268,9 +326,11 @@ struct Blocked {
 
 // Adds the rows of a block of tokens at once: kBlock independent accumulators keep the FMA
 // pipeline and the cache's outstanding loads busy (one token alone is a chain of dependent adds).
+// int8 tables carry one scale per row (`scale`, (K, R)); other types pass nullptr.
 template <typename T>
-inline void gather_block(const Blocked& bl, int64_t b, const T* slice, float* y, int64_t N,
-                         int64_t k0, int64_t k1, const Tiling<T>& tl, int64_t width) {
+inline void gather_block(const Blocked& bl, int64_t b, const T* slice, const float* scale,
+                         float* y, int64_t N, int64_t k0, int64_t k1, const Tiling<T>& tl,
+                         int64_t width) {
   constexpr int64_t W = Tiling<T>::W, V = Tiling<T>::V;
   const int64_t K = tl.K, R = tl.R, H = tl.H, n0 = b * kBlock;
   Vec acc[kBlock][V];
@@ -286,7 +346,7 @@ inline void gather_block(const Blocked& bl, int64_t b, const T* slice, float* y,
   for (int64_t k = k0; k < k1; ++k, rows += kBlock, p += kBlock) {
     const T* base = slice + (k - k0) * R * W;
     for (int64_t j = 0; j < kBlock; ++j) {
-      const Vec pk = vset(p[j]);
+      const Vec pk = vset(std::is_same_v<T, int8_t> ? p[j] * scale[k * R + rows[j]] : p[j]);
       const T* row = base + rows[j] * W;
       for (int64_t v = 0; v < V; ++v) acc[j][v] = vfma(pk, vload(row + v * kLanes), acc[j][v]);
     }
@@ -301,8 +361,8 @@ inline void gather_block(const Blocked& bl, int64_t b, const T* slice, float* y,
 // y[n] = sum_k p[n, k] tables[k, rows[n, k]]. Threads own column tiles: no shared writes, and
 // each slice is copied once in all.
 template <typename T>
-void gather_forward_impl(const int32_t* rows, const float* p, const T* tables, float* y,
-                         int64_t N, const Tiling<T>& tl) {
+void gather_forward_impl(const int32_t* rows, const float* p, const T* tables,
+                         const float* scale, float* y, int64_t N, const Tiling<T>& tl) {
   constexpr int64_t W = Tiling<T>::W;
   const Blocked bl(rows, p, N, tl.K);
   at::parallel_for(0, tl.tiles, 1, [&](int64_t tile0, int64_t tile1) {
@@ -314,14 +374,16 @@ void gather_forward_impl(const int32_t* rows, const float* p, const T* tables, f
         const int64_t k1 = std::min(tl.K, k0 + tl.G);
         copy_slice(tables, slice, tl, tile, k0, k1);
         for (int64_t b = 0; b < bl.blocks; ++b) {
-          gather_block<T>(bl, b, slice, y_tile, N, k0, k1, tl, width);
+          gather_block<T>(bl, b, slice, scale, y_tile, N, k0, k1, tl, width);
         }
       }
     }
   });
 }
 
-at::Tensor gather_forward(const at::Tensor& rows, const at::Tensor& p, const at::Tensor& tables) {
+// scale: (K, R) float for int8 tables, an empty tensor otherwise.
+at::Tensor gather_forward(const at::Tensor& rows, const at::Tensor& p, const at::Tensor& tables,
+                          const at::Tensor& scale) {
   check_float(p, "p");
   TORCH_CHECK(rows.scalar_type() == at::kInt && rows.is_contiguous(), "rows must be int32");
   TORCH_CHECK(tables.dim() == 3 && tables.is_contiguous() && tables.device().is_cpu(),
@@ -329,15 +391,25 @@ at::Tensor gather_forward(const at::Tensor& rows, const at::Tensor& p, const at:
   const int64_t N = rows.size(0), K = tables.size(0), R = tables.size(1), H = tables.size(2);
   TORCH_CHECK(rows.size(1) == K && p.size(0) == N && p.size(1) == K, "rows, p must be (N, K)");
   auto y = at::empty({N, H}, p.options());
-  if (tables.scalar_type() == at::kFloat) {
-    gather_forward_impl<float>(rows.data_ptr<int32_t>(), p.data_ptr<float>(),
-                               tables.data_ptr<float>(), y.data_ptr<float>(), N,
-                               Tiling<float>(K, R, H));
-  } else {
-    TORCH_CHECK(tables.scalar_type() == at::kBFloat16, "tables must be float32 or bfloat16");
-    gather_forward_impl<uint16_t>(rows.data_ptr<int32_t>(), p.data_ptr<float>(),
-                                  reinterpret_cast<const uint16_t*>(tables.data_ptr()),
-                                  y.data_ptr<float>(), N, Tiling<uint16_t>(K, R, H));
+  const int32_t* rp = rows.data_ptr<int32_t>();
+  const float* pp = p.data_ptr<float>();
+  switch (tables.scalar_type()) {
+    case at::kFloat:
+      gather_forward_impl<float>(rp, pp, tables.data_ptr<float>(), nullptr, y.data_ptr<float>(),
+                                 N, Tiling<float>(K, R, H));
+      break;
+    case at::kBFloat16:
+      gather_forward_impl<uint16_t>(rp, pp, reinterpret_cast<const uint16_t*>(tables.data_ptr()),
+                                    nullptr, y.data_ptr<float>(), N, Tiling<uint16_t>(K, R, H));
+      break;
+    case at::kChar:
+      check_float(scale, "scale");
+      TORCH_CHECK(scale.numel() == K * R, "int8 tables need a (K, R) scale");
+      gather_forward_impl<int8_t>(rp, pp, tables.data_ptr<int8_t>(), scale.data_ptr<float>(),
+                                  y.data_ptr<float>(), N, Tiling<int8_t>(K, R, H));
+      break;
+    default:
+      TORCH_CHECK(false, "tables must be float32, bfloat16 or int8");
   }
   return y;
 }
