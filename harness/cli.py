@@ -20,12 +20,15 @@ def _presets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'preset':<20} {'kind':<13} {'L':>3} {'d':>5} {'H':>3} {'c/b/K':>10} "
-          f"{'params':>9} {'tables':>9} {'fp32 size':>10}")
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'preset':<{width}} {'kind':<13} {'attention':<10} {'L':>3} {'d':>5} {'H':>3} "
+          f"{'c/b/K':>10} {'params':>9} {'tables':>9} {'fp32 size':>10}")
     for row in rows:
         knobs = (f"{row['chunk_size']}/{row['bucket_bits']}/{row['num_tables']}"
                  if row["kind"] == "memoryformer" else "-")
-        print(f"{row['name']:<20} {row['kind']:<13} {row['n_layer']:>3} {row['d_model']:>5} "
+        attention = preset(row["name"]).attention
+        print(f"{row['name']:<{width}} {row['kind']:<13} {attention:<10} {row['n_layer']:>3} "
+              f"{row['d_model']:>5} "
               f"{row['n_head']:>3} {knobs:>10} {row['params'] / 1e6:>8.1f}M "
               f"{row['table_params'] / 1e6:>8.1f}M {row['total_bytes'] / 2**30:>7.2f} GiB")
     return 0

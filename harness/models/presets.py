@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.models.config import ConfigError, ModelConfig
+from harness.models.config import ATTENTIONS, ConfigError, ModelConfig
 
 # (dense name, MemoryFormer name, layers, width, heads, vocab, context)
 _PAIRS = (
@@ -22,6 +22,12 @@ _PAIRS = (
 )
 
 
+# Table 2 swaps efficient attention into Pythia-410M; the same swap on its MemoryFormer partner
+# and on the nano pair (what the shipped study trains) is named "<preset>-<attention>".
+_WITH_ATTENTION = ("pythia-410m", "memoryformer-base", "dense-nano", "memoryformer-nano")
+_EFFICIENT = tuple(a for a in ATTENTIONS if a != "softmax")
+
+
 def _build() -> dict[str, ModelConfig]:
     presets = {}
     for dense, memory, layers, width, heads, vocab, context in _PAIRS:
@@ -29,11 +35,25 @@ def _build() -> dict[str, ModelConfig]:
                      context_length=context)
         presets[dense] = ModelConfig(name=dense, kind="dense", **shape)
         presets[memory] = ModelConfig(name=memory, kind="memoryformer", **shape)
+    for base in _WITH_ATTENTION:
+        for attention in _EFFICIENT:
+            name = f"{base}-{attention}"
+            presets[name] = presets[base].replace(name=name, attention=attention)
     return presets
 
 
 def preset_names() -> list[str]:
-    return [name for pair in _PAIRS for name in pair[:2]]
+    names = [name for pair in _PAIRS for name in pair[:2]]
+    return names + [f"{base}-{a}" for base in _WITH_ATTENTION for a in _EFFICIENT]
+
+
+def base_preset(name: str) -> str:
+    """The preset an attention variant was made from ("pythia-410m-performer" -> "pythia-410m");
+    other names unchanged."""
+    for base in _WITH_ATTENTION:
+        if name.startswith(f"{base}-") and name[len(base) + 1:] in _EFFICIENT:
+            return base
+    return name
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
@@ -45,8 +65,11 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
 
 
 def pair_of(name: str) -> str:
-    """The dense partner of a MemoryFormer preset, or the MemoryFormer partner of a dense one."""
+    """The dense partner of a MemoryFormer preset, or the MemoryFormer partner of a dense one
+    (of the same attention for an attention variant)."""
+    base = base_preset(name)
+    suffix = name[len(base):]
     for dense, memory, *_ in _PAIRS:
-        if name in (dense, memory):
-            return memory if name == dense else dense
+        if base in (dense, memory):
+            return (memory if base == dense else dense) + suffix
     raise ConfigError("preset", f"{name!r} is not a preset; allowed: {', '.join(preset_names())}")

@@ -90,6 +90,8 @@ def outcome(runs: pd.DataFrame, cells: pd.DataFrame, paper: PaperTable | None) -
                      + ", ".join(front.sort_values("flops_exact.mean")["cell"]) + ".")
     if paper is not None:
         lines += paper_lines(ranked, paper)
+    if "model.attention" in ranked.columns:
+        lines += attention_lines(runs, ranked)
     failed = cells[cells["n_finished"] < cells["n_runs"]]
     if not failed.empty:
         lines.append(f"- {_count(len(failed), 'cell')} with runs that did not finish: the "
@@ -144,6 +146,28 @@ def kinds_compared(runs: pd.DataFrame, memory: pd.Series, dense: pd.Series,
     if _finite(memory["table_bytes.mean"]):
         lines.append(f"  - Hash tables: {memory['table_bytes.mean'] / 1e6:.4g} MB, which the "
                      "dense model does not have.")
+    return lines
+
+
+def attention_lines(runs: pd.DataFrame, ranked: pd.DataFrame) -> list[str]:
+    """For each attention in the grid, MemoryFormer against dense with that same attention:
+    whether hash-table layers and that attention combine (Table 2's open question)."""
+    lines = []
+    for attention in sorted(ranked["model.attention"].dropna().unique(), key=str):
+        same = ranked[ranked["model.attention"] == attention]
+        memory, dense = (same[same["kind"] == k] for k in ("memoryformer", "dense"))
+        if memory.empty or dense.empty:
+            continue
+        m, d = memory.iloc[0], dense.iloc[0]
+        result = paired(runs, d["cell"], m["cell"])
+        text = (f"- With {attention} attention: MemoryFormer {_ppl(m)} against dense {_ppl(d)} "
+                "validation perplexity")
+        if result is not None:
+            text += f"; MemoryFormer's validation loss is {describe(result)}"
+        for label, key in (("FLOPs per token", "flops_exact"), ("tokens/s", "tokens_per_s")):
+            if _finite(m[f"{key}.mean"]) and _finite(d[f"{key}.mean"]) and d[f"{key}.mean"]:
+                text += f" {label}: {m[f'{key}.mean'] / d[f'{key}.mean']:.3g}x dense's."
+        lines.append(text)
     return lines
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.report.cells import FINISHED, StudyInfo, aggregate, format_value
-from harness.report.paper import PaperTable
+from harness.report.paper import PaperTable, paper_key
 from harness.report.quantities import EXTRA, STANDARD, Quantity, catalogue
 
 NOT_APPLICABLE = "n/a"
@@ -57,7 +57,7 @@ def build_table(runs: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
         if column is not None:
             headers.append(column.label)
             for row, (_, cell) in zip(body, cells.iterrows(), strict=True):
-                value = column.get(_paper_key(cell, paper))
+                value = column.get(paper_key(cell, paper))
                 row.append("" if value is None else f"{value:.{column.digits}f}")
             numeric.append(True)
     numbers = _numbers(cells, info, paper, csv_keys)
@@ -81,8 +81,6 @@ def _axis_text(cell: pd.Series, info: StudyInfo) -> list[str]:
     return [format_value(cell[name]) for name in info.axis_names]
 
 
-def _paper_key(cell: pd.Series, paper: PaperTable):
-    return cell["kind"] if paper.axis == "kind" else cell[paper.axis]
 
 
 def _cell_text(cell: pd.Series, q: Quantity) -> str:
@@ -193,7 +191,7 @@ def _numbers(cells: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
         columns += [f"{key}.mean", f"{key}.se", f"{key}.n"]
     out = cells[columns].copy()
     for column in paper.columns if paper else ():
-        out[column.label] = [column.get(_paper_key(c, paper)) for _, c in cells.iterrows()]
+        out[column.label] = [column.get(paper_key(c, paper)) for _, c in cells.iterrows()]
     return out
 
 

@@ -15,7 +15,7 @@ import yaml
 from harness.data.config import DataConfig
 from harness.errors import ConfigError
 from harness.models.config import ModelConfig
-from harness.models.presets import pair_of, preset, preset_names
+from harness.models.presets import base_preset, pair_of, preset, preset_names
 from harness.validate import check_choice, check_int, check_number
 
 PRECISIONS = ("32", "bf16")
@@ -94,7 +94,7 @@ class RunConfig:
         if self.optim.lr is not None:
             return self.optim.lr
         dense_name = self.preset if self.model.kind == "dense" else pair_of(self.preset)
-        lr = DENSE_PEAK_LR.get(dense_name, DEFAULT_DENSE_LR)
+        lr = DENSE_PEAK_LR.get(base_preset(dense_name), DEFAULT_DENSE_LR)
         return lr * (self.optim.memory_lr_multiplier if self.model.kind == "memoryformer" else 1)
 
     @property

@@ -332,28 +332,33 @@ inline void gather_block(const Blocked& bl, int64_t b, const T* slice, const flo
                          float* y, int64_t N, int64_t k0, int64_t k1, const Tiling<T>& tl,
                          int64_t width) {
   constexpr int64_t W = Tiling<T>::W, V = Tiling<T>::V;
-  const int64_t K = tl.K, R = tl.R, H = tl.H, n0 = b * kBlock;
-  Vec acc[kBlock][V];
-  for (int64_t j = 0; j < kBlock; ++j) {
-    for (int64_t v = 0; v < V; ++v) {
-      acc[j][v] = (k0 == 0 || n0 + j >= N) ? vzero()
-                                           : vload_part(y + (n0 + j) * H + v * kLanes,
-                                                        width - v * kLanes);
+  // Tokens summed at once: J x V accumulators must leave registers for the loads (32 in all).
+  constexpr int64_t J = std::min<int64_t>(kBlock, 16 / V);
+  const int64_t K = tl.K, R = tl.R, H = tl.H;
+  for (int64_t j0 = 0; j0 < kBlock; j0 += J) {
+    const int64_t n0 = b * kBlock + j0;
+    Vec acc[J][V];
+    for (int64_t j = 0; j < J; ++j) {
+      for (int64_t v = 0; v < V; ++v) {
+        acc[j][v] = (k0 == 0 || n0 + j >= N) ? vzero()
+                                             : vload_part(y + (n0 + j) * H + v * kLanes,
+                                                          width - v * kLanes);
+      }
     }
-  }
-  const int32_t* rows = bl.rows.data() + (b * K + k0) * kBlock;
-  const float* p = bl.p.data() + (b * K + k0) * kBlock;
-  for (int64_t k = k0; k < k1; ++k, rows += kBlock, p += kBlock) {
-    const T* base = slice + (k - k0) * R * W;
-    for (int64_t j = 0; j < kBlock; ++j) {
-      const Vec pk = vset(std::is_same_v<T, int8_t> ? p[j] * scale[k * R + rows[j]] : p[j]);
-      const T* row = base + rows[j] * W;
-      for (int64_t v = 0; v < V; ++v) acc[j][v] = vfma(pk, vload(row + v * kLanes), acc[j][v]);
+    const int32_t* rows = bl.rows.data() + (b * K + k0) * kBlock + j0;
+    const float* p = bl.p.data() + (b * K + k0) * kBlock + j0;
+    for (int64_t k = k0; k < k1; ++k, rows += kBlock, p += kBlock) {
+      const T* base = slice + (k - k0) * R * W;
+      for (int64_t j = 0; j < J; ++j) {
+        const Vec pk = vset(std::is_same_v<T, int8_t> ? p[j] * scale[k * R + rows[j]] : p[j]);
+        const T* row = base + rows[j] * W;
+        for (int64_t v = 0; v < V; ++v) acc[j][v] = vfma(pk, vload(row + v * kLanes), acc[j][v]);
+      }
     }
-  }
-  for (int64_t j = 0; j < kBlock && n0 + j < N; ++j) {
-    for (int64_t v = 0; v < V; ++v) {
-      vstore_part(y + (n0 + j) * H + v * kLanes, acc[j][v], width - v * kLanes);
+    for (int64_t j = 0; j < J && n0 + j < N; ++j) {
+      for (int64_t v = 0; v < V; ++v) {
+        vstore_part(y + (n0 + j) * H + v * kLanes, acc[j][v], width - v * kLanes);
+      }
     }
   }
 }
