@@ -104,8 +104,8 @@ class BenchRow:
         return _bound(self.memory_intensity, self.machine_balance)
 
     def to_dict(self) -> dict[str, Any]:
-        derived = ("speedup", "kernel_speedup", "linear_flops_per_s", "memory_read_per_s", "bandwidth_share",
-                   "machine_balance", "linear_bound", "memory_bound")
+        derived = ("speedup", "kernel_speedup", "linear_flops_per_s", "memory_read_per_s",
+                   "bandwidth_share", "machine_balance", "linear_bound", "memory_bound")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
 
 

@@ -18,6 +18,7 @@ from harness.metrics.flops import (
 )
 from harness.models import preset, preset_names
 from harness.models.cost import LAYER_NORM_PER_VALUE, SOFTMAX_PER_SCORE, block_cost, model_cost
+from harness.models.presets import base_preset
 
 PAPER = preset_names()[:6]
 BIG_BLOCKS = {"memoryformer-small", "memoryformer-base"}  # 0.6 and 1.1 GB of tables per block
@@ -51,7 +52,13 @@ def slow_if_big(names):
     return [pytest.param(n, marks=pytest.mark.slow) if n in BIG_BLOCKS else n for n in names]
 
 
-@pytest.mark.parametrize("name", preset_names())
+def slow_if_big_variant(names):
+    """Attention variants of the big presets are slow; the presets themselves run in CI."""
+    return [pytest.param(n, marks=pytest.mark.slow)
+            if n != base_preset(n) and base_preset(n) in BIG_BLOCKS else n for n in names]
+
+
+@pytest.mark.parametrize("name", slow_if_big_variant(preset_names()))
 def test_block_count_equals_formula_for_every_preset(name):
     cfg = preset(name)
     assert_equal(count_block_flops(cfg, seq_len=8, batch=2), block_cost(cfg, 8, batch=2))

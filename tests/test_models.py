@@ -12,12 +12,14 @@ from harness.models import (
     build_block,
     build_model,
     model_size,
+    pair_of,
     preset,
     preset_names,
 )
 from harness.models import lm as lm_module
 from harness.models.dense import DenseBlock
 from harness.models.memoryformer import MemoryFormerBlock
+from harness.models.presets import base_preset
 
 # Knob settings beyond the paper, each on the nano shape (d = 128).
 KNOB_VARIANTS = [
@@ -83,7 +85,14 @@ def test_paper_presets_that_fit_run_forward_backward(name):
     assert count(model, True) + count(model, False) == model_size(cfg).total_params
 
 
-@pytest.mark.parametrize("name", preset_names())
+def _slow_if_big_variant(names):
+    """Attention variants of the paper-size MemoryFormers build 0.6-1.1 GB blocks: slow."""
+    big = {"memoryformer-small", "memoryformer-base"}
+    return [pytest.param(n, marks=pytest.mark.slow)
+            if n != base_preset(n) and base_preset(n) in big else n for n in names]
+
+
+@pytest.mark.parametrize("name", _slow_if_big_variant(preset_names()))
 def test_every_preset_builds_one_block_and_counts_its_whole_model_on_meta(name):
     cfg = preset(name)
     block = build_block(cfg)
@@ -184,3 +193,16 @@ def test_build_model_refuses_a_model_that_cannot_fit(monkeypatch):
     monkeypatch.setattr(lm_module, "available_memory_bytes", lambda: 2**20)
     with pytest.raises(MemoryError, match=r"memoryformer-nano needs 68\.0 MiB .* build_block"):
         build_model(preset("memoryformer-nano"))
+
+
+def test_attention_presets_pair_and_train_like_their_base():
+    from harness.train.config import build_run_config
+
+    assert preset("pythia-410m-performer").attention == "performer"
+    assert base_preset("memoryformer-nano-cosformer") == "memoryformer-nano"
+    assert base_preset("dense-nano") == "dense-nano"
+    assert pair_of("pythia-410m-linformer") == "memoryformer-base-linformer"
+    assert pair_of("memoryformer-nano-performer") == "dense-nano-performer"
+    # the paper's LR for the base size, 3x for MemoryFormer (Table 4)
+    assert build_run_config("pythia-410m-performer", []).peak_lr == 3e-4
+    assert build_run_config("memoryformer-base-linformer", []).peak_lr == pytest.approx(9e-4)

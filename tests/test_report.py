@@ -128,6 +128,23 @@ def quickstart() -> StudyRecords:
     return StudyRecords(runs, _history(runs))
 
 
+def efficient_attention() -> StudyRecords:
+    """Table 2 in small: two presets x two attentions, two seeds each."""
+    axes = [["preset", ["dense-nano", "memoryformer-nano"]],
+            ["model.attention", ["softmax", "performer"]]]
+    rows, number = [_parent("efficient-attention", axes, [0, 1])], 0
+    for preset in ("dense-nano", "memoryformer-nano"):
+        for attention in ("softmax", "performer"):
+            for seed in (0, 1):
+                kind = "dense" if preset.startswith("dense") else "memoryformer"
+                rows.append(_trial("efficient-attention", number,
+                                   {"preset": preset, "model.attention": attention, "seed": seed},
+                                   kind))
+                number += 1
+    runs = pd.DataFrame(rows)
+    return StudyRecords(runs, _history(runs))
+
+
 def two_axis_grid() -> StudyRecords:
     """weighting x temperature, one seed; one cell pruned (KILLED)."""
     axes = [["model.weighting", ["paper", "l1"]], ["model.temperature", [0.5, 1.0, 2.0]]]
@@ -229,6 +246,8 @@ def test_paper_tables_match_studies_by_axis_and_model_kind():
     assert paper.match_table(("preset",), mf) is None  # two MemoryFormers: not Table 1
     assert paper.match_table(("optim.lr",), ["dense"]) is None
     assert paper.match_table(("model.chunk_size", "model.bucket_bits"), mf) is None
+    assert paper.match_table(("preset", "model.attention"), both) is paper.TABLE_2
+    assert paper.match_table(("model.attention", "preset"), mf) is paper.TABLE_2
     assert paper.TABLE_4.columns[0].get(0.003) == 18.82  # 3e-3 recorded as 0.003
 
 
@@ -315,6 +334,22 @@ def test_write_report_writes_tables_figures_and_an_index(tmp_path):
     assert "paired over seeds 0, 1" in index and "t = " in index
     assert "git commit: `abc123`" in index and "Trial runs: 4" in index
     assert "![" in index and "(throughput.png)" in index
+
+
+def test_the_attention_grid_sets_table_2_beside_ours_and_compares_kinds_per_attention(tmp_path):
+    table, _, _ = _table(efficient_attention(), "efficient-attention")
+    headers = list(table.headers)
+    flops = headers.index("paper block GFLOPs, per sequence (Pythia-410M / MF-base, 2048 ctx)")
+    by_cell = {(row[0], row[1]): row[flops] for row in table.rows}
+    assert by_cell == {("dense-nano", "softmax"): "34.4", ("dense-nano", "performer"): "26.7",
+                       ("memoryformer-nano", "softmax"): "10.2",
+                       ("memoryformer-nano", "performer"): ""}  # not in the paper
+    write_report(efficient_attention(), "efficient-attention", tmp_path, dpi=40)
+    index = (tmp_path / "index.md").read_text()
+    assert "This study mirrors the paper's Table 2" in index
+    for attention in ("performer", "softmax"):
+        assert f"- With {attention} attention: MemoryFormer" in index
+    assert "FLOPs per token: " in index and "tokens/s: 0.5" in index
 
 
 def test_a_two_axis_grid_gets_a_heatmap_and_an_effect_plot(tmp_path):

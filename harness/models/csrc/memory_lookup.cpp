@@ -22,7 +22,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -497,31 +496,52 @@ void weights_grad_tile(const float* g, const int32_t* rows, const float* slice, 
   }
 }
 
-// grad_tables rows of one (column tile, table group): each bucket's tokens, in bucket order,
-// summed in registers and written once into the slice (no read-modify-write of table rows).
-void tables_grad_tile(const float* g_tile, const Buckets& buckets, float* slice, int64_t N,
-                      int64_t k0, int64_t k1, const Tiling<float>& tl) {
-  constexpr int64_t W = Tiling<float>::W;
-  const int64_t R = tl.R;
-  for (int64_t k = k0; k < k1; ++k) {
-    const int32_t* start = buckets.start.data() + k * (R + 1);
-    const int32_t* order = buckets.order.data() + k * N;
-    const float* weight = buckets.weight.data() + k * N;
-    for (int64_t r = 0; r < R; ++r) {
-      Vec even = vzero(), odd = vzero();  // two chains of adds: half the latency
-      int32_t i = start[r];
-      for (; i + 1 < start[r + 1]; i += 2) {
-        even = vfma(vset(weight[i]), vload(g_tile + order[i] * W), even);
-        odd = vfma(vset(weight[i + 1]), vload(g_tile + order[i + 1] * W), odd);
+// grad_tables[k, r] = sum over the tokens n in bucket r of table k of p[n, k] grad_y[n], in
+// tiles of kWide output columns (threads own tiles). A tile of grad_y is first copied into a
+// contiguous buffer (N x kWide, about L2-sized); then each bucket's tokens, in bucket order, are
+// summed in registers and the row is written once, straight into the gradient (no zeroing, no
+// read-modify-write). Wide tiles give each token read kWide / 16 neighbouring cache lines.
+constexpr int64_t kWideVectors = 4, kWide = kWideVectors * kLanes;
+
+void tables_grad(const float* g, const Buckets& buckets, float* grad_tables, int64_t N,
+                 int64_t K, int64_t R, int64_t H) {
+  const int64_t tiles = (H + kWide - 1) / kWide;
+  at::parallel_for(0, tiles, 1, [&](int64_t tile0, int64_t tile1) {
+    std::vector<float> g_tile(N * kWide);
+    for (int64_t tile = tile0; tile < tile1; ++tile) {
+      const int64_t t0 = tile * kWide, width = std::min(kWide, H - t0);
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t v = 0; v < kWideVectors; ++v) {
+          vstore(g_tile.data() + n * kWide + v * kLanes,
+                 vload_part(g + n * H + t0 + v * kLanes, width - v * kLanes));
+        }
       }
-      if (i < start[r + 1]) even = vfma(vset(weight[i]), vload(g_tile + order[i] * W), even);
-      vstore(slice + ((k - k0) * R + r) * W, vadd(even, odd));
+      for (int64_t k = 0; k < K; ++k) {
+        const int32_t* start = buckets.start.data() + k * (R + 1);
+        const int32_t* order = buckets.order.data() + k * N;
+        const float* weight = buckets.weight.data() + k * N;
+        for (int64_t r = 0; r < R; ++r) {
+          Vec acc[kWideVectors];
+          for (auto& a : acc) a = vzero();
+          for (int32_t i = start[r]; i < start[r + 1]; ++i) {
+            const Vec w = vset(weight[i]);
+            const float* row = g_tile.data() + order[i] * kWide;
+            for (int64_t v = 0; v < kWideVectors; ++v) {
+              acc[v] = vfma(w, vload(row + v * kLanes), acc[v]);
+            }
+          }
+          float* out = grad_tables + (k * R + r) * H + t0;
+          for (int64_t v = 0; v < kWideVectors; ++v) {
+            vstore_part(out + v * kLanes, acc[v], width - v * kLanes);
+          }
+        }
+      }
     }
-  }
+  });
 }
 
-// Both gradients, threads owning column tiles. Each pass copies what it reads at random (the
-// table slice, the tile of grad_y) into contiguous per-thread buffers that stay in cache.
+// Both gradients: grad_p token by token over narrow tiles of the tables (as the forward), then
+// the tables' gradient over wide tiles of grad_y.
 std::vector<at::Tensor> gather_backward(const at::Tensor& grad_y, const at::Tensor& rows,
                                         const at::Tensor& p, const at::Tensor& tables,
                                         bool want_p, bool want_tables) {
@@ -529,47 +549,37 @@ std::vector<at::Tensor> gather_backward(const at::Tensor& grad_y, const at::Tens
   check_float(p, "p");
   check_float(tables, "tables");
   const int64_t N = rows.size(0), K = tables.size(0), R = tables.size(1), H = tables.size(2);
-  const Tiling<float> tl(K, R, H);
-  constexpr int64_t W = Tiling<float>::W;
   const int32_t* rp = rows.data_ptr<int32_t>();
-  std::unique_ptr<Buckets> buckets;
-  if (want_tables) buckets = std::make_unique<Buckets>(rp, p.data_ptr<float>(), N, K, R);
-  const int64_t parts = std::min<int64_t>(at::get_num_threads(), tl.tiles);
-  const int64_t per_part = (tl.tiles + parts - 1) / parts;
-  auto partial = want_p ? at::zeros({parts, N, K}, grad_y.options()) : at::Tensor();
-  auto grad_tables = want_tables ? at::empty({K, R, H}, grad_y.options()) : at::Tensor();
   const float* g = grad_y.data_ptr<float>();
-  const float* tab = tables.data_ptr<float>();
-  at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
-    float* slice = slice_buffer(tl);
-    std::vector<float> g_tile(want_tables ? N * W : 0);
-    for (int64_t part = part0; part < part1; ++part) {
-      for (int64_t tile = part * per_part; tile < std::min(tl.tiles, (part + 1) * per_part);
-           ++tile) {
-        const int64_t t0 = tile * W, width = tl.width(tile);
-        for (int64_t n = 0; want_tables && n < N; ++n) {
-          vstore(g_tile.data() + n * W, vload_part(g + n * H + t0, width));
-        }
-        for (int64_t k0 = 0; k0 < K; k0 += tl.G) {
-          const int64_t k1 = std::min(K, k0 + tl.G);
-          if (want_p) {
+  at::Tensor grad_p, grad_tables;
+  if (want_p) {
+    const Tiling<float> tl(K, R, H);
+    constexpr int64_t W = Tiling<float>::W;
+    const int64_t parts = std::min<int64_t>(at::get_num_threads(), tl.tiles);
+    const int64_t per_part = (tl.tiles + parts - 1) / parts;
+    auto partial = at::zeros({parts, N, K}, grad_y.options());
+    const float* tab = tables.data_ptr<float>();
+    at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
+      float* slice = slice_buffer(tl);
+      for (int64_t part = part0; part < part1; ++part) {
+        for (int64_t tile = part * per_part; tile < std::min(tl.tiles, (part + 1) * per_part);
+             ++tile) {
+          for (int64_t k0 = 0; k0 < K; k0 += tl.G) {
+            const int64_t k1 = std::min(K, k0 + tl.G);
             copy_slice(tab, slice, tl, tile, k0, k1);
-            weights_grad_tile(g, rp, slice, partial.data_ptr<float>() + part * N * K, N, k0, k1,
-                              tl, t0, width);
-          }
-          if (want_tables) {
-            tables_grad_tile(g_tile.data(), *buckets, slice, N, k0, k1, tl);
-            float* out = grad_tables.data_ptr<float>();
-            for (int64_t r = k0 * R; r < k1 * R; ++r) {
-              vstore_part(out + r * H + t0, vload(slice + (r - k0 * R) * W), width);
-            }
+            weights_grad_tile(g, rp, slice, partial.data_ptr<float>() + part * N * K, N, k0,
+                              k1, tl, tile * W, tl.width(tile));
           }
         }
       }
-    }
-  });
-  at::Tensor grad_p;
-  if (want_p) grad_p = parts == 1 ? partial[0] : partial.sum(0);
+    });
+    grad_p = parts == 1 ? partial[0] : partial.sum(0);
+  }
+  if (want_tables) {
+    const Buckets buckets(rp, p.data_ptr<float>(), N, K, R);
+    grad_tables = at::empty({K, R, H}, grad_y.options());
+    tables_grad(g, buckets, grad_tables.data_ptr<float>(), N, K, R, H);
+  }
   return {grad_p, grad_tables};
 }
 
