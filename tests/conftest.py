@@ -16,6 +16,15 @@ TINY_SET = {"model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "data.to
             "train.log_every": 1, "train.throughput_warmup_steps": 0}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fused_kernel() -> None:
+    """Build the fused memory-layer kernel once, first: no test's subprocess (some are killed on
+    purpose) should be the one compiling it."""
+    from harness.models import fused_lookup
+
+    fused_lookup.available()
+
+
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory) -> Path:
     """Token caches shared by every test of the session (encoding is the slow part of a run)."""

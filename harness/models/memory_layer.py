@@ -1,7 +1,8 @@
 """MemoryLayer: the paper's hash-table replacement for `nn.Linear` (Ding et al. 2024, Eq. 2-12).
 
-Pure torch and self-contained, so the layer can be copied out of the harness. Called exactly like
-`nn.Linear(in_features, out_features)`: input (..., in_features) -> output (..., out_features).
+Torch only, so the layer can be copied out of the harness (with fused_lookup.py and csrc/ for
+the fast path). Called exactly like `nn.Linear(in_features, out_features)`:
+input (..., in_features) -> output (..., out_features).
 
 For each of K tables, a chunk z of the input picks one of 2**b rows by the signs of its values
 (a locality-sensitive hash), and the row is scaled by a differentiable weight p(z):
