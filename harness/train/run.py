@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from harness.allocator import keep_freed_memory
 from harness.data.datamodule import TextDataModule
 from harness.errors import ConfigError
 from harness.metrics.memory import adamw_state_bytes
@@ -76,6 +77,7 @@ def train(
     """
     uri = resolve_tracking_uri(tracking_uri, home)
     check_tracking_uri(uri)
+    keep_freed_memory()  # reuse each step's freed buffers instead of faulting them in again
     run_id = None
     if resume is not None:
         config, run_id, resumed_step = resume_point(resume, config)

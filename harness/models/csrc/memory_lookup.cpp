@@ -31,14 +31,15 @@ extern "C" __m512 _ZGVeN16v_expf(__m512);  // glibc's vector expf (libmvec)
 
 namespace {
 
-constexpr int64_t kLineBytes = 64;
 constexpr int64_t kHashBlock = 256;  // (token, table) pairs per hash step: the sigmoids fit L1
 
 // Bytes of table rows one (column tile, table group) pass may touch: half the L2 cache, so the
 // token data streaming past does not evict them.
 int64_t tile_budget() {
   static const int64_t budget = [] {
-    if (const char* env = std::getenv("HARNESS_TILE_BYTES")) return static_cast<int64_t>(std::atoll(env));
+    if (const char* env = std::getenv("HARNESS_TILE_BYTES")) {  // for tuning experiments
+      return static_cast<int64_t>(std::atoll(env));
+    }
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     return static_cast<int64_t>(l2 > 0 ? l2 / 2 : 512 * 1024);
   }();
@@ -58,7 +59,8 @@ inline Vec vload(const uint16_t* p) {  // bfloat16 is the high half of a float
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
 }
 inline Vec vload(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
 }
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
@@ -82,7 +84,10 @@ inline Vec vload(const int8_t* p) {
   for (int64_t i = 0; i < kLanes; ++i) v.x[i] = static_cast<float>(p[i]);
   return v;
 }
-inline Vec vfma(Vec a, Vec b, Vec c) { for (int64_t i = 0; i < kLanes; ++i) c.x[i] += a.x[i] * b.x[i]; return c; }
+inline Vec vfma(Vec a, Vec b, Vec c) {
+  for (int64_t i = 0; i < kLanes; ++i) c.x[i] += a.x[i] * b.x[i];
+  return c;
+}
 inline Vec vadd(Vec a, Vec b) { for (int64_t i = 0; i < kLanes; ++i) a.x[i] += b.x[i]; return a; }
 inline void vstore(float* p, Vec v) { std::memcpy(p, v.x, sizeof v.x); }
 inline float vsum(Vec v) { float s = 0.f; for (float e : v.x) s += e; return s; }
@@ -138,7 +143,8 @@ void hash8(const float* hp, int32_t* rows, float* p, int64_t begin, int64_t end,
     const __m512 z = _mm512_loadu_ps(hp + g * 8);
     const __mmask16 sign = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
     const __m512 a = _mm512_abs_ps(z);
-    const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_mul_ps(a, neg))));
+    const __m512 e = _ZGVeN16v_expf(_mm512_mul_ps(a, neg));
+    const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, e));
     __m512 weight = fold(sig, false);
     if (l1) weight = _mm512_mul_ps(weight, fold(a, true));
     alignas(64) float lanes[16];
@@ -241,19 +247,34 @@ at::Tensor hash_backward(const at::Tensor& h, const at::Tensor& grad_p, double s
   return grad_h;
 }
 
-// Tiling of a (K, R, H) table of T values: W values per column tile (one cache line), G tables
-// per group. Rows of one tile sit H values apart, a power of two in most models, so in place
-// they would all map to a few cache sets and evict each other; each pass therefore first copies
-// its (G, R, W) slice into a contiguous per-thread buffer, which fills the cache evenly.
+// Tiling of a (K, R, H) table of T values: W = 64 values per column tile (4 cache lines of
+// fp32, 2 of bf16, 1 of int8), G tables per group. Rows of one tile sit H values apart, a power
+// of two in most models, so in place they would all map to a few cache sets and evict each
+// other; each pass therefore first copies its (G, R, W) slice into a contiguous per-thread
+// buffer, which fills the cache evenly. Tiles of several lines make each row read a few
+// neighbouring lines (which the prefetcher streams) and leave fewer sums to finish per row.
+constexpr int64_t kTile = 64;
 template <typename T>
 struct Tiling {
-  static constexpr int64_t W = kLineBytes / sizeof(T), V = W / kLanes;  // V vectors per tile
+  static constexpr int64_t W = kTile, V = W / kLanes;  // V vectors per tile
   int64_t K, R, H, G, tiles;
   Tiling(int64_t K_, int64_t R_, int64_t H_) : K(K_), R(R_), H(H_) {
-    G = std::clamp<int64_t>(tile_budget() / (R * kLineBytes), 1, K);
+    G = std::clamp<int64_t>(tile_budget() / (R * W * static_cast<int64_t>(sizeof(T))), 1, K);
     tiles = (H + W - 1) / W;
   }
   int64_t width(int64_t tile) const { return std::min(W, H - tile * W); }
+};
+
+// Work items of a pass: every (column tile, token chunk), with just enough token chunks to give
+// each thread work (a wide layer needs none: its tiles suffice).
+struct Items {
+  int64_t chunks, chunk_size, count;
+  Items(int64_t tiles, int64_t N) {
+    const int64_t wanted = (at::get_num_threads() + tiles - 1) / tiles;
+    chunks = std::clamp<int64_t>(wanted, 1, std::max<int64_t>(N, 1));
+    chunk_size = (N + chunks - 1) / chunks;
+    count = tiles * chunks;
+  }
 };
 
 // The calling thread's slice buffer, kept between calls. It sits on 2 MB pages where the kernel
@@ -286,9 +307,9 @@ void copy_slice(const T* tables, T* slice, const Tiling<T>& tl, int64_t tile, in
   const int64_t W = Tiling<T>::W, t0 = tile * W, width = tl.width(tile);
   T* out = slice;
   const T* in = tables + k0 * tl.R * tl.H + t0;
-  if (width == W) {  // a whole line per row: a fixed-size copy the compiler inlines
+  if (width == W) {  // a whole tile per row: a fixed-size copy the compiler inlines
     for (int64_t r = k0 * tl.R; r < k1 * tl.R; ++r, out += W, in += tl.H) {
-      std::memcpy(out, in, kLineBytes);
+      std::memcpy(out, in, W * sizeof(T));
     }
     return;
   }
@@ -369,15 +390,19 @@ void gather_forward_impl(const int32_t* rows, const float* p, const T* tables,
                          const float* scale, float* y, int64_t N, const Tiling<T>& tl) {
   constexpr int64_t W = Tiling<T>::W;
   const Blocked bl(rows, p, N, tl.K);
-  at::parallel_for(0, tl.tiles, 1, [&](int64_t tile0, int64_t tile1) {
+  const Items items(tl.tiles, bl.blocks);  // token chunks in whole blocks
+  at::parallel_for(0, items.count, 1, [&](int64_t item0, int64_t item1) {
     T* slice = slice_buffer(tl);
-    for (int64_t tile = tile0; tile < tile1; ++tile) {
+    for (int64_t item = item0; item < item1; ++item) {
+      const int64_t tile = item / items.chunks, chunk = item % items.chunks;
+      const int64_t b0 = chunk * items.chunk_size;
+      const int64_t b1 = std::min(bl.blocks, b0 + items.chunk_size);
       const int64_t width = tl.width(tile);
       float* y_tile = y + tile * W;
       for (int64_t k0 = 0; k0 < tl.K; k0 += tl.G) {
         const int64_t k1 = std::min(tl.K, k0 + tl.G);
         copy_slice(tables, slice, tl, tile, k0, k1);
-        for (int64_t b = 0; b < bl.blocks; ++b) {
+        for (int64_t b = b0; b < b1; ++b) {
           gather_block<T>(bl, b, slice, scale, y_tile, N, k0, k1, tl, width);
         }
       }
@@ -455,15 +480,21 @@ struct Buckets {
   std::vector<float> weight;
   Buckets(const int32_t* rows, const float* p, int64_t N, int64_t K, int64_t R)
       : start(K * (R + 1), 0), order(K * N), weight(K * N) {
-    at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-      std::vector<int32_t> next(R);
+    // Threads own ranges of tables and read rows token by token (each token's K entries are
+    // contiguous): a counting pass, prefix sums, a placing pass.
+    at::parallel_for(0, K, 8, [&](int64_t k0, int64_t k1) {
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t k = k0; k < k1; ++k) ++start[k * (R + 1) + rows[n * K + k] + 1];
+      }
+      std::vector<int32_t> next((k1 - k0) * R);
       for (int64_t k = k0; k < k1; ++k) {
         int32_t* first = start.data() + k * (R + 1);
-        for (int64_t n = 0; n < N; ++n) ++first[rows[n * K + k] + 1];
         for (int64_t r = 0; r < R; ++r) first[r + 1] += first[r];
-        std::copy(first, first + R, next.begin());
-        for (int64_t n = 0; n < N; ++n) {
-          const int32_t slot = next[rows[n * K + k]]++;
+        std::copy(first, first + R, next.begin() + (k - k0) * R);
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const int32_t slot = next[(k - k0) * R + rows[n * K + k]]++;
           order[k * N + slot] = static_cast<int32_t>(n);
           weight[k * N + slot] = p[n * K + k];
         }
@@ -475,18 +506,23 @@ struct Buckets {
 // grad_p[n, k] = <grad_y[n], tables[k, rows[n, k]]>, token by token like the forward, the dot
 // products of 16 tables at a time summed by one add tree into a vector of grad_p's row.
 void weights_grad_tile(const float* g, const int32_t* rows, const float* slice, float* gp,
-                       int64_t N, int64_t k0, int64_t k1, const Tiling<float>& tl, int64_t t0,
-                       int64_t width) {
-  constexpr int64_t W = Tiling<float>::W;
+                       int64_t n0, int64_t n1, int64_t k0, int64_t k1, const Tiling<float>& tl,
+                       int64_t t0, int64_t width) {
+  constexpr int64_t W = Tiling<float>::W, V = Tiling<float>::V;
   const int64_t K = tl.K, R = tl.R, H = tl.H;
   Vec dots[kLanes];
-  for (int64_t n = 0; n < N; ++n) {
-    const Vec gv = vload_part(g + n * H + t0, width);
+  for (int64_t n = n0; n < n1; ++n) {
+    Vec gv[V];
+    for (int64_t v = 0; v < V; ++v) {
+      gv[v] = vload_part(g + n * H + t0 + v * kLanes, width - v * kLanes);
+    }
     for (int64_t kb = k0; kb < k1; kb += kLanes) {
       const int64_t count = std::min(kLanes, k1 - kb);
       for (int64_t j = 0; j < kLanes; ++j) {
+        dots[j] = vzero();
+        if (j >= count) continue;
         const float* row = slice + ((kb + j - k0) * R + rows[n * K + kb + j]) * W;
-        dots[j] = j < count ? vfma(gv, vload(row), vzero()) : vzero();
+        for (int64_t v = 0; v < V; ++v) dots[j] = vfma(gv[v], vload(row + v * kLanes), dots[j]);
       }
       float* out = gp + n * K + kb;
       float sums[kLanes];
@@ -501,22 +537,28 @@ void weights_grad_tile(const float* g, const int32_t* rows, const float* slice, 
 // contiguous buffer (N x kWide, about L2-sized); then each bucket's tokens, in bucket order, are
 // summed in registers and the row is written once, straight into the gradient (no zeroing, no
 // read-modify-write). Wide tiles give each token read kWide / 16 neighbouring cache lines.
-constexpr int64_t kWideVectors = 4, kWide = kWideVectors * kLanes;
+constexpr int64_t kWide = kTile, kWideVectors = kWide / kLanes;
 
 void tables_grad(const float* g, const Buckets& buckets, float* grad_tables, int64_t N,
                  int64_t K, int64_t R, int64_t H) {
-  const int64_t tiles = (H + kWide - 1) / kWide;
-  at::parallel_for(0, tiles, 1, [&](int64_t tile0, int64_t tile1) {
+  const Items items((H + kWide - 1) / kWide, K);  // here chunks split the tables
+  at::parallel_for(0, items.count, 1, [&](int64_t item0, int64_t item1) {
     std::vector<float> g_tile(N * kWide);
-    for (int64_t tile = tile0; tile < tile1; ++tile) {
+    int64_t copied = -1;  // the tile g_tile holds
+    for (int64_t item = item0; item < item1; ++item) {
+      const int64_t tile = item / items.chunks, chunk = item % items.chunks;
       const int64_t t0 = tile * kWide, width = std::min(kWide, H - t0);
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t v = 0; v < kWideVectors; ++v) {
-          vstore(g_tile.data() + n * kWide + v * kLanes,
-                 vload_part(g + n * H + t0 + v * kLanes, width - v * kLanes));
+      if (tile != copied) {
+        for (int64_t n = 0; n < N; ++n) {
+          for (int64_t v = 0; v < kWideVectors; ++v) {
+            vstore(g_tile.data() + n * kWide + v * kLanes,
+                   vload_part(g + n * H + t0 + v * kLanes, width - v * kLanes));
+          }
         }
+        copied = tile;
       }
-      for (int64_t k = 0; k < K; ++k) {
+      const int64_t k_end = std::min(K, (chunk + 1) * items.chunk_size);
+      for (int64_t k = chunk * items.chunk_size; k < k_end; ++k) {
         const int32_t* start = buckets.start.data() + k * (R + 1);
         const int32_t* order = buckets.order.data() + k * N;
         const float* weight = buckets.weight.data() + k * N;
@@ -553,27 +595,23 @@ std::vector<at::Tensor> gather_backward(const at::Tensor& grad_y, const at::Tens
   const float* g = grad_y.data_ptr<float>();
   at::Tensor grad_p, grad_tables;
   if (want_p) {
+    // Threads own token ranges and walk every tile, so each writes only its own rows of grad_p.
     const Tiling<float> tl(K, R, H);
     constexpr int64_t W = Tiling<float>::W;
-    const int64_t parts = std::min<int64_t>(at::get_num_threads(), tl.tiles);
-    const int64_t per_part = (tl.tiles + parts - 1) / parts;
-    auto partial = at::zeros({parts, N, K}, grad_y.options());
+    grad_p = at::zeros({N, K}, grad_y.options());
     const float* tab = tables.data_ptr<float>();
-    at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
+    float* gp = grad_p.data_ptr<float>();
+    const int64_t chunk = (N + at::get_num_threads() - 1) / at::get_num_threads();
+    at::parallel_for(0, N, std::max<int64_t>(chunk, 1), [&](int64_t n0, int64_t n1) {
       float* slice = slice_buffer(tl);
-      for (int64_t part = part0; part < part1; ++part) {
-        for (int64_t tile = part * per_part; tile < std::min(tl.tiles, (part + 1) * per_part);
-             ++tile) {
-          for (int64_t k0 = 0; k0 < K; k0 += tl.G) {
-            const int64_t k1 = std::min(K, k0 + tl.G);
-            copy_slice(tab, slice, tl, tile, k0, k1);
-            weights_grad_tile(g, rp, slice, partial.data_ptr<float>() + part * N * K, N, k0,
-                              k1, tl, tile * W, tl.width(tile));
-          }
+      for (int64_t tile = 0; tile < tl.tiles; ++tile) {
+        for (int64_t k0 = 0; k0 < K; k0 += tl.G) {
+          const int64_t k1 = std::min(K, k0 + tl.G);
+          copy_slice(tab, slice, tl, tile, k0, k1);
+          weights_grad_tile(g, rp, slice, gp, n0, n1, k0, k1, tl, tile * W, tl.width(tile));
         }
       }
     });
-    grad_p = parts == 1 ? partial[0] : partial.sum(0);
   }
   if (want_tables) {
     const Buckets buckets(rp, p.data_ptr<float>(), N, K, R);
