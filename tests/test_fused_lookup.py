@@ -136,7 +136,7 @@ def test_a_failed_build_gives_its_reason(monkeypatch: pytest.MonkeyPatch) -> Non
         raise RuntimeError("Error building extension\nmemory_lookup.cpp:1: error: no compiler")
 
     fused_lookup._build.cache_clear()
-    monkeypatch.setattr(cpp_extension, "load", broken)
+    monkeypatch.setattr(cpp_extension, "load_inline", broken)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")

@@ -11,8 +11,10 @@ ninja), `available()` says why and MemoryLayer falls back to the reference path,
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -36,14 +38,18 @@ def _build() -> ModuleType | str:
         return f"disabled by {DISABLE_ENV}=0"
     from torch.utils import cpp_extension  # heavy import, only when the kernel is first needed
 
-    log.info("building the fused memory-layer kernel (once per machine)")
+    log.info("building the fused memory-layer kernel (once per machine and environment)")
     flags = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp",
              # lets the compiler vectorize the dot products' sums (no effect on comparisons)
              "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
     try:
         with warnings.catch_warnings(record=True) as caught:
-            module = cpp_extension.load(
-                name="harness_memory_lookup", sources=[str(SOURCE)], extra_cflags=flags,
+            # Built from the source text, not its path, and named per Python environment: the
+            # installed package and a source checkout share one build, and two environments
+            # (a dev venv and tox's) keep one each instead of rebuilding each other's.
+            module = cpp_extension.load_inline(
+                name=f"harness_memory_lookup_{_environment_digest()}",
+                cpp_sources=[SOURCE.read_text()], extra_cflags=flags,
                 extra_ldflags=["-fopenmp", "-lmvec"], verbose=False)
         for warning in caught:
             log.info("kernel build: %s", warning.message)
@@ -52,6 +58,12 @@ def _build() -> ModuleType | str:
         lines = str(error).strip().splitlines() or [type(error).__name__]
         errors = [line for line in lines if "error" in line.lower()]  # the compiler's first
         return f"the C++ build failed: {(errors[1:2] or errors or lines)[0].strip()[:300]}"
+
+
+def _environment_digest() -> str:
+    """Eight hex digits naming this interpreter and torch installation."""
+    key = f"{sys.prefix}|{Path(torch.__file__).parent}|{torch.__version__}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def available() -> tuple[bool, str]:
