@@ -26,9 +26,8 @@ def _presets(args: argparse.Namespace) -> int:
     for row in rows:
         knobs = (f"{row['chunk_size']}/{row['bucket_bits']}/{row['num_tables']}"
                  if row["kind"] == "memoryformer" else "-")
-        attention = preset(row["name"]).attention
-        print(f"{row['name']:<{width}} {row['kind']:<13} {attention:<10} {row['n_layer']:>3} "
-              f"{row['d_model']:>5} "
+        print(f"{row['name']:<{width}} {row['kind']:<13} {row['attention']:<10} "
+              f"{row['n_layer']:>3} {row['d_model']:>5} "
               f"{row['n_head']:>3} {knobs:>10} {row['params'] / 1e6:>8.1f}M "
               f"{row['table_params'] / 1e6:>8.1f}M {row['total_bytes'] / 2**30:>7.2f} GiB")
     return 0

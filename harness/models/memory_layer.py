@@ -109,9 +109,9 @@ class MemoryLayer(nn.Module):
                     if dtype == self.tables.dtype)
 
     def table_values(self) -> torch.Tensor:
-        """(K, 2**b, out) in float: the tables as the layer reads them, whatever the storage."""
+        """(K, 2**b, out): the tables as the layer reads them (int8 ones scaled back, in fp32)."""
         if self.table_scale is None:
-            return self.tables.float()
+            return self.tables
         return self.tables.float() * self.table_scale.unsqueeze(-1)
 
     @torch.no_grad()
@@ -121,7 +121,7 @@ class MemoryLayer(nn.Module):
         if storage not in TABLE_STORAGES:
             raise ValueError(f"table storage: {storage!r} is not allowed; "
                              f"allowed: {', '.join(TABLE_STORAGES)}")
-        values = self.table_values()  # (K, R, out)
+        values = self.table_values().float()  # (K, R, out)
         scale = None
         if storage == "int8":
             scale = values.abs().amax(-1) / 127  # (K, R)
@@ -170,8 +170,7 @@ class MemoryLayer(nn.Module):
         # Each token is one bag of K rows of the flattened tables: a weighted gather-sum that reads
         # K * out_features values and writes gradient only into the rows it read (Eq. 12).
         # Tables stored in another dtype (bf16, int8 for inference) are read in the input's.
-        tables = self.tables if self.table_scale is None else self.table_values()
-        flat_tables = tables.view(-1, self.out_features).to(h.dtype)  # (K * 2**b, out)
+        flat_tables = self.table_values().view(-1, self.out_features).to(h.dtype)  # (K*2**b, out)
         y = F.embedding_bag(rows, flat_tables, per_sample_weights=weights.to(h.dtype),
                             mode="sum")
         return y.view(*h.shape[:-2], self.out_features)

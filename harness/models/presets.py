@@ -28,6 +28,11 @@ _WITH_ATTENTION = ("pythia-410m", "memoryformer-base", "dense-nano", "memoryform
 _EFFICIENT = tuple(a for a in ATTENTIONS if a != "softmax")
 
 
+def _variants() -> list[tuple[str, str]]:
+    """(base preset, attention) of every attention variant, in listing order."""
+    return [(base, attention) for base in _WITH_ATTENTION for attention in _EFFICIENT]
+
+
 def _build() -> dict[str, ModelConfig]:
     presets = {}
     for dense, memory, layers, width, heads, vocab, context in _PAIRS:
@@ -35,23 +40,22 @@ def _build() -> dict[str, ModelConfig]:
                      context_length=context)
         presets[dense] = ModelConfig(name=dense, kind="dense", **shape)
         presets[memory] = ModelConfig(name=memory, kind="memoryformer", **shape)
-    for base in _WITH_ATTENTION:
-        for attention in _EFFICIENT:
-            name = f"{base}-{attention}"
-            presets[name] = presets[base].replace(name=name, attention=attention)
+    for base, attention in _variants():
+        name = f"{base}-{attention}"
+        presets[name] = presets[base].replace(name=name, attention=attention)
     return presets
 
 
 def preset_names() -> list[str]:
     names = [name for pair in _PAIRS for name in pair[:2]]
-    return names + [f"{base}-{a}" for base in _WITH_ATTENTION for a in _EFFICIENT]
+    return names + [f"{base}-{attention}" for base, attention in _variants()]
 
 
 def base_preset(name: str) -> str:
     """The preset an attention variant was made from ("pythia-410m-performer" -> "pythia-410m");
     other names unchanged."""
-    for base in _WITH_ATTENTION:
-        if name.startswith(f"{base}-") and name[len(base) + 1:] in _EFFICIENT:
+    for base, attention in _variants():
+        if name == f"{base}-{attention}":
             return base
     return name
 

@@ -81,6 +81,7 @@ def describe(config: ModelConfig) -> dict[str, int | str | None]:
         "n_layer": config.n_layer,
         "d_model": config.d_model,
         "n_head": config.n_head,
+        "attention": config.attention,
         "chunk_size": config.chunk_size if memory else None,
         "bucket_bits": config.resolved_bucket_bits if memory else None,
         "num_tables": config.resolved_num_tables if memory else None,

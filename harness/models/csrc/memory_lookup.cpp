@@ -14,7 +14,6 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,9 +36,6 @@ constexpr int64_t kHashBlock = 256;  // (token, table) pairs per hash step: the 
 // token data streaming past does not evict them.
 int64_t tile_budget() {
   static const int64_t budget = [] {
-    if (const char* env = std::getenv("HARNESS_TILE_BYTES")) {  // for tuning experiments
-      return static_cast<int64_t>(std::atoll(env));
-    }
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     return static_cast<int64_t>(l2 > 0 ? l2 / 2 : 512 * 1024);
   }();
@@ -277,9 +273,8 @@ struct Items {
   }
 };
 
-// The calling thread's slice buffer, kept between calls. It sits on 2 MB pages where the kernel
-// allows: the gathers jump across the whole slice, and on 4 KB pages most of them would also
-// miss the TLB. Narrow last tiles zero it first, so their padding reads as 0.
+// The calling thread's slice buffer, kept between calls (a pass needs one per table group and
+// column tile; allocating it each time would fault its pages in again), cache-line aligned.
 template <typename T>
 T* slice_buffer(const Tiling<T>& tl) {
   struct Buffer {
@@ -288,14 +283,12 @@ T* slice_buffer(const Tiling<T>& tl) {
     ~Buffer() { std::free(data); }
   };
   thread_local Buffer buffer;
-  constexpr size_t kPage = size_t{1} << 21;
   const size_t need = static_cast<size_t>(tl.G * tl.R * tl.W) * sizeof(T);
   if (need > buffer.bytes) {
     std::free(buffer.data);
-    const size_t bytes = (need + kPage - 1) / kPage * kPage;
-    TORCH_CHECK(posix_memalign(&buffer.data, kPage, bytes) == 0, "out of memory");
-    madvise(buffer.data, bytes, MADV_HUGEPAGE);  // a hint; 4 KB pages still work
-    buffer.bytes = bytes;
+    buffer.data = nullptr;
+    TORCH_CHECK(posix_memalign(&buffer.data, 64, need) == 0, "out of memory");
+    buffer.bytes = need;
   }
   return static_cast<T*>(buffer.data);
 }
