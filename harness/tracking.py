@@ -153,6 +153,32 @@ class Tracker:
         """status: FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status)
 
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a run RUNNING again: a resumed trial, or a study continued by another worker."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def discard_run(self, run_id: str, reason: str) -> None:
+        """End a run that holds nothing of value KILLED with the reason, and delete it."""
+        self.set_tags(run_id, {"stop_reason": reason})
+        self.end_run(run_id, "KILLED")
+        self.client.delete_run(run_id)
+
+    def find_runs(self, experiment: str, tags: dict[str, str]) -> list:
+        """The experiment's active runs carrying every one of `tags`, oldest first."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([found.experiment_id], filter_string=query,
+                                       max_results=1000)
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def logged_steps(self, run_id: str) -> dict[str, int]:
+        """metric -> the last step it was logged at in this run."""
+        keys = self.client.get_run(run_id).data.metrics
+        return {key: max(m.step for m in self.client.get_metric_history(run_id, key))
+                for key in keys}
+
     def run(self, run_id: str):
         return self.client.get_run(run_id)
 

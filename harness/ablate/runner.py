@@ -2,7 +2,9 @@
 
 A worker claims cells until none is left, then waits for the cells other workers hold, so a cell
 whose worker died (its heartbeat goes stale) is retried by whoever is still running; it returns
-when every cell is finished. Rerunning the same command therefore continues a study.
+when every cell is finished. Rerunning the same command therefore continues a study, whatever
+moment its last worker died at: a half-made study is made again (storage.open_study), a dead
+attempt is retried (retry.py), a zombie worker is fenced off (train/fence.py).
 """
 
 from __future__ import annotations
@@ -19,12 +21,24 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.ablate.storage import PARENT_RUN, Heartbeat, open_storage, open_study, wait_for_attr
+from harness.ablate.attrs import CELL, REASON, RUN_ID, SURPLUS
+from harness.ablate.cells import Cell, cells, total_cells
+from harness.ablate.retry import retry_unfinished
+from harness.ablate.storage import (
+    PARENT_RUN,
+    Definition,
+    Heartbeat,
+    discard_half_made,
+    open_storage,
+    open_study,
+    read_definition,
+)
 from harness.ablate.study_file import Study
-from harness.ablate.trial import CELL, INTERRUPTED, REASON, RUN_ID, SURPLUS, TrialRunner
+from harness.ablate.trial import TrialRunner
+from harness.faults import crash_point
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, redact
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+__all__ = ["Cell", "Prepared", "Settings", "cells", "prepare_study", "run_study", "total_cells"]
 
 
 @dataclass(frozen=True)
@@ -37,35 +51,15 @@ class Settings:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     poll_seconds: float = 2.0
     progress: bool = True
-    runtime_overrides: tuple[str, ...] = ()  # e.g. train.devices=2 on a multi-GPU machine
-
-
-@dataclass(frozen=True)
-class Cell:
-    """The latest attempt at one cell (grid) or one sampled point (search)."""
-
-    lineage: int  # number of the first trial of this cell; retries keep it
-    trial: FrozenTrial
+    devices: int | None = None  # devices per trial (train.devices), e.g. 2 on a 2-GPU machine
+    strategy: str | None = None  # Lightning strategy per trial (train.strategy), e.g. ddp
+    checkpoint_dir: str | None = None  # a path or fsspec URL every worker can read
 
     @property
-    def done(self) -> bool:
-        return self.trial.state in FINISHED
-
-
-def cells(study: optuna.Study) -> list[Cell]:
-    """One entry per cell attempted so far; a retry replaces the trial it retries."""
-    latest: dict[int, FrozenTrial] = {}
-    for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get(SURPLUS):
-            continue
-        lineage = trial.system_attrs.get("failed_trial", trial.number)
-        if lineage not in latest or trial.number > latest[lineage].number:
-            latest[lineage] = trial
-    return [Cell(lineage, trial) for lineage, trial in sorted(latest.items())]
-
-
-def total_cells(study: Study) -> int:
-    return len(study.cells()) if study.is_grid else study.search.n_trials  # type: ignore[union-attr]
+    def runtime_overrides(self) -> tuple[str, ...]:
+        """The per-machine train settings, applied to every cell's config."""
+        return tuple([f"train.devices={self.devices}"] * (self.devices is not None)
+                     + [f"train.strategy={self.strategy}"] * (self.strategy is not None))
 
 
 @dataclass(frozen=True)
@@ -79,29 +73,60 @@ class Prepared:
 
 
 def prepare_study(study: Study, settings: Settings) -> Prepared:
-    """Open (or create) the study and its parent run; raises ConfigError on bad stores."""
+    """Open (or create, or repair) the study and its parent run; ConfigError on bad stores."""
     check_tracking_uri(settings.tracking_uri)
     storage = open_storage(settings.storage, settings.heartbeat)
-    optuna_study, created = open_study(study, storage)
     tracker = Tracker(settings.tracking_uri, artifact_root=settings.home / "artifacts")
-    parent = _parent_run(optuna_study, created, tracker, study, settings)
-    return Prepared(study, optuna_study, tracker, parent)
+    half_made: tuple[int, float] | None = None  # (study id, when this worker first saw it)
+    while True:
+        optuna_study, created = open_study(study, storage)
+        if created:
+            try:
+                parent = _create_parent_run(optuna_study, tracker, study, settings)
+            except KeyError:  # taken for dead and deleted while creating it: start over
+                continue
+            return Prepared(study, optuna_study, tracker, parent)
+        parent = optuna_study.user_attrs.get(PARENT_RUN)
+        if parent is not None:
+            tracker.reopen_run(parent)
+            return Prepared(study, optuna_study, tracker, parent)
+        # Half made: its creator is still at work, or died. Give it the grace period.
+        if half_made is None or half_made[0] != optuna_study._study_id:
+            half_made = (optuna_study._study_id, time.monotonic())
+        definition = read_definition(optuna_study)
+        silent = time.monotonic() - half_made[1] > settings.heartbeat.grace
+        if silent or (definition is not None and definition.creator_is_dead()):
+            _discard(optuna_study, definition, tracker, study.name)
+        else:
+            time.sleep(0.5)
+
+
+def _discard(optuna_study: optuna.Study, definition: Definition | None, tracker: Tracker,
+             name: str) -> None:
+    """Delete a half-made study and end the parent run its creator may have left behind."""
+    discard_half_made(optuna_study)
+    if definition is not None and definition.uid:
+        for run in tracker.find_runs(name, {"harness.role": "study",
+                                            "harness.study_uid": definition.uid}):
+            tracker.discard_run(run.info.run_id, "the worker creating this study died before "
+                                "it was complete; the study was made again")
 
 
 def run_study(study: Study, settings: Settings, prepared: Prepared | None = None) -> list[Cell]:
     """Work on the study until every cell is finished; returns the cells."""
     prepared = prepared or prepare_study(study, settings)
     optuna_study, tracker, parent = prepared.optuna_study, prepared.tracker, prepared.parent_run_id
-    runner = TrialRunner(study, tracker, settings.home, parent, settings.runtime_overrides)
+    runner = TrialRunner(study, tracker, settings.home, parent, settings.runtime_overrides,
+                         settings.checkpoint_dir)
     total = total_cells(study)
     bar = _progress_bar(study.name, total, settings.progress)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per trial
-    _requeue_interrupted(optuna_study)
     surplus_streak = 0
     try:
         while True:
             _fail_stale_trials(optuna_study)
+            retry_unfinished(optuna_study, tracker, settings.heartbeat.grace)
             current = cells(optuna_study)
             done = sum(c.done for c in current)
             if bar is not None:
@@ -111,8 +136,7 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
                 break
             waiting = any(c.trial.state == TrialState.WAITING for c in current)
             if waiting or len(current) < total:
-                optuna_study.optimize(runner, n_trials=1, catch=(Exception,),
-                                      callbacks=[_summary(settings.progress, bar)])
+                _one_trial(optuna_study, runner, _summary(settings.progress, bar))
                 last = optuna_study.trials[-1]
                 surplus_streak = surplus_streak + 1 if last.user_attrs.get(SURPLUS) else 0
                 if surplus_streak > 2 * total:  # a sampler that cannot reach the missing cells
@@ -121,8 +145,10 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
             else:
                 time.sleep(settings.poll_seconds)  # the rest is running in other workers
     except KeyboardInterrupt:
-        tracker.set_tags(parent, {"stop_reason": "interrupted; rerun to continue the study"})
-        tracker.end_run(parent, "KILLED")
+        others = optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not others:  # the study goes on while any other worker is at it
+            tracker.set_tags(parent, {"stop_reason": "interrupted; rerun to continue the study"})
+            tracker.end_run(parent, "KILLED")
         raise
     finally:
         if bar is not None:
@@ -132,55 +158,78 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
     return finished
 
 
-def _requeue_interrupted(optuna_study: optuna.Study) -> None:
-    """An interrupted trial is not a failed cell: queue it again, to resume its checkpoint."""
-    with warnings.catch_warnings():  # experimental since Optuna 2.8 (see storage.py)
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=None, inherit_intermediate_values=True)
-        for cell in cells(optuna_study):
-            if cell.trial.state == TrialState.FAIL and cell.trial.user_attrs.get(INTERRUPTED):
-                retry(optuna_study, cell.trial)
+def _one_trial(optuna_study: optuna.Study, runner: TrialRunner, summary) -> None:
+    lost_before = len(runner.lost)
+    try:
+        optuna_study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=[summary])
+    except ValueError:
+        # Optuna cannot tell a trial another worker already failed: this worker was fenced off.
+        if len(runner.lost) == lost_before:
+            raise
+        number, why = runner.lost[-1]
+        print(f"trial {number} stopped, nothing written: {why}", file=sys.stderr)
 
 
 def _fail_stale_trials(optuna_study: optuna.Study) -> None:
-    """Fail trials whose worker died (stale heartbeat); the retry callback requeues their cell."""
+    """Fail trials whose worker died (stale heartbeat); retry.py then requeues their cell."""
     with warnings.catch_warnings():
         # Experimental since Optuna 2.9 yet the documented way to do this outside optimize().
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(optuna_study)
 
 
-def _parent_run(optuna_study: optuna.Study, created: bool, tracker: Tracker, study: Study,
-                settings: Settings) -> str:
-    """The study's MLflow parent run: made by the worker that created the study."""
-    if not created:
-        parent = wait_for_attr(optuna_study, PARENT_RUN)
-        tracker.client.update_run(parent, status="RUNNING")
-        return parent
+def _create_parent_run(optuna_study: optuna.Study, tracker: Tracker, study: Study,
+                       settings: Settings) -> str:
+    """The study's MLflow parent run, made by the worker that created the study; KeyError when
+    the study was deleted meanwhile (this worker was taken for dead), its run then discarded."""
+    definition = read_definition(optuna_study)
     tags = {**provenance(), "harness.study": study.name, "harness.role": "study",
-            "harness.storage": redact(settings.storage), "mlflow.note.content": study.description}
+            "harness.storage": redact(settings.storage), "mlflow.note.content": study.description,
+            "harness.study_uid": definition.uid if definition else ""}
     parent = tracker.start_run(study.name, study.name, tags)
-    definition = asdict(study)
+    crash_point("parent.created")
+    spec = asdict(study)
     tracker.log_params(parent, {
         "study.preset": study.preset, "study.steps": study.steps,
         "study.val_every": study.val_every, "study.seeds": list(study.seeds),
-        "study.axes": json.dumps(definition["axes"]), "study.search": json.dumps(
-            definition["search"]), "study.objectives": ",".join(
-            f"{o.metric}:{o.direction}" for o in study.objectives),
+        "study.axes": json.dumps(spec["axes"]), "study.search": json.dumps(spec["search"]),
+        "study.objectives": ",".join(f"{o.metric}:{o.direction}" for o in study.objectives),
         "study.pruner": study.pruner, "study.cells": total_cells(study),
         **{f"study.set.{k}": v for k, v in study.overrides},
     })
-    tracker.log_text(parent, json.dumps(definition, indent=2, default=str), "study.json")
-    optuna_study.set_user_attr(PARENT_RUN, parent)
+    tracker.log_text(parent, json.dumps(spec, indent=2, default=str), "study.json")
+    try:
+        optuna_study.set_user_attr(PARENT_RUN, parent)
+    except KeyError:
+        tracker.discard_run(parent, "this worker was taken for dead while creating the study")
+        raise
     return parent
+
+
+def unfinished_summary(finished: list[Cell]) -> str | None:
+    """One line naming the cells that failed for good, or None when every cell finished."""
+    failed = [c for c in finished if c.failed]
+    if not failed:
+        return None
+    names = "; ".join(f"{c.trial.user_attrs.get(CELL, c.lineage)} "
+                      f"({c.trial.user_attrs.get(REASON, 'no reason recorded')[:120]})"
+                      for c in failed[:5])
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return f"{len(failed)} of {len(finished)} cells failed: {names}{more}"
 
 
 def _close_parent(tracker: Tracker, parent: str, finished: list[Cell]) -> None:
     states = Counter(c.trial.state.name for c in finished)
-    tracker.log_metrics(parent, {f"cells/{state.lower()}": n for state, n in states.items()},
-                        step=0)
-    tracker.end_run(parent, "FINISHED")
+    metrics = {f"cells/{state.lower()}": float(n) for state, n in states.items()}
+    run = tracker.run(parent)
+    if run.data.metrics != {**run.data.metrics, **metrics}:  # another worker logged them
+        tracker.log_metrics(parent, metrics, step=0)
+    summary = unfinished_summary(finished)
+    if summary is None:
+        tracker.end_run(parent, "FINISHED")
+    else:
+        tracker.set_tags(parent, {"failure_reason": summary})
+        tracker.end_run(parent, "FAILED")
 
 
 def _progress_bar(name: str, total: int, enabled: bool):

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import optuna
 
-from harness.ablate.runner import cells, total_cells
+from harness.ablate.attrs import CELL, DEATHS, REASON, RUN_ID
+from harness.ablate.cells import cells, is_finished, total_cells
 from harness.ablate.storage import Heartbeat, open_storage
 from harness.ablate.study_file import Study
-from harness.ablate.trial import CELL, REASON, RUN_ID, cell_label
+from harness.ablate.trial import cell_label
 from harness.errors import ConfigError
 from harness.tracking import redact
 
@@ -17,11 +18,13 @@ from harness.tracking import redact
 @dataclass(frozen=True)
 class CellStatus:
     cell: str
-    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING (a retry) or "not started"
+    state: str  # COMPLETE, PRUNED, FAIL (for good), RETRY (its last attempt died or raised:
+    # the next worker retries it), RUNNING, WAITING (a queued retry) or "not started"
     trial: int | None
     values: tuple[float, ...] | None
     run_id: str | None
     reason: str | None
+    deaths: int = 0  # attempts whose worker died
 
 
 def study_status(study: Study, storage_url: str) -> list[CellStatus]:
@@ -34,11 +37,15 @@ def study_status(study: Study, storage_url: str) -> list[CellStatus]:
     rows = []
     for cell in cells(optuna_study):
         trial = cell.trial
+        state = trial.state.name
+        if trial.state.name == "FAIL" and not is_finished(trial):
+            state = "RETRY"
         rows.append(CellStatus(
             cell=trial.user_attrs.get(CELL) or cell_label(trial.params),
-            state=trial.state.name, trial=trial.number,
+            state=state, trial=trial.number,
             values=tuple(trial.values) if trial.values else None,
-            run_id=trial.user_attrs.get(RUN_ID), reason=trial.user_attrs.get(REASON)))
+            run_id=trial.user_attrs.get(RUN_ID), reason=trial.user_attrs.get(REASON),
+            deaths=int(trial.user_attrs.get(DEATHS, 0))))
     if study.is_grid:  # cells no worker has claimed yet
         started = {row.cell for row in rows}
         rows += [CellStatus(label, "not started", None, None, None, None)
@@ -60,4 +67,6 @@ def format_status(study: Study, rows: list[CellStatus]) -> str:
         lines.append(f"{r.cell:<44} {r.state:<11} {trial:>5}  {values:<20} {r.run_id or '-'}")
         if r.reason:
             lines.append(f"{'':<44} reason: {r.reason}")
+        if r.deaths:
+            lines.append(f"{'':<44} retried after {r.deaths} dead worker(s)")
     return "\n".join(lines)

@@ -48,7 +48,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("minimize", "maximize")
 TOP_KEYS = ("name", "description", "base", "budget", "axes", "search", "seeds", "objectives",
-            "pruner", "evaluate")
+            "pruner", "evaluate", "checkpoint_dir")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ class Study:
     objectives: tuple[Objective, ...]
     pruner: str
     evaluate: tuple[str, ...]  # evaluation tasks run at the end of each trial
+    # Where trials write checkpoints (a path every worker can read, or an fsspec URL): how the
+    # study runs, not what it is, so not part of its digest. `--checkpoint-dir` overrides it.
+    checkpoint_dir: str | None = None
 
     @property
     def is_grid(self) -> bool:
@@ -117,7 +120,8 @@ class Study:
 
     def digest(self) -> str:
         """Identity of the definition: a study name reused with other cells is refused."""
-        body = asdict(replace(self, description=""))
+        body = asdict(replace(self, description="", checkpoint_dir=None))
+        del body["checkpoint_dir"]  # digests of studies made before the field existed hold
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
     def with_seeds(self, seeds: tuple[int, ...]) -> Study:
@@ -183,8 +187,15 @@ def parse_study(raw: Any) -> Study:
         name=name, description=str(raw.get("description", "")), preset=str(base.get("preset")),
         overrides=overrides, steps=steps, val_every=val_every, axes=axes, search=search,
         seeds=tuple(_seeds(raw.get("seeds", [0]))), objectives=objectives, pruner=pruner,
-        evaluate=tuple(evaluate),
+        evaluate=tuple(evaluate), checkpoint_dir=_checkpoint_dir(raw.get("checkpoint_dir")),
     )
+
+
+def _checkpoint_dir(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigError("checkpoint_dir", f"{value!r}; allowed: a path or an fsspec URL such as "
+                      "s3://bucket/prefix")
 
 
 def _mapping(value: Any, where: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:

@@ -1,31 +1,46 @@
 """One Optuna trial = one training run, a child of the study's MLflow parent run.
 
 The trial and its run point at each other: the trial's user attrs hold the run id and its
-checkpoint; the run's tags hold the study, the trial number and the cell. A retried trial (its
-worker died) inherits those attrs from the dead one and resumes its checkpoint in its run.
+checkpoint (attrs.py); the run's tags hold the study, the trial number and the cell. A retry
+inherits those attrs from the attempt it retries and resumes its checkpoint in its run, on any
+machine that can read the checkpoint location.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import optuna
+from optuna.trial import TrialState
 
+from harness.ablate.attrs import (
+    CELL,
+    CHECKPOINT,
+    CHECKPOINT_STEP,
+    FINAL,
+    INTERRUPTED,
+    RAISES,
+    REASON,
+    RUN_ID,
+    SURPLUS,
+)
+from harness.ablate.cells import lineage_of
 from harness.ablate.study_file import Study
+from harness.faults import crash_point
 from harness.models.sizes import model_size
 from harness.tracking import Tracker
+from harness.train import checkpoint_store
 from harness.train.config import RunConfig
-from harness.train.run import RunStopped, TrainResult, end_with_reason, train
+from harness.train.fence import Fence, Fenced
+from harness.train.run import RunStopped, TrainingFailed, TrainResult, end_with_reason, train
 
-# trial user attrs
-RUN_ID, CHECKPOINT, CELL, REASON, SURPLUS = ("mlflow_run_id", "checkpoint", "cell",
-                                             "failure_reason", "surplus")
-INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: retried when the study is rerun
+MAX_RAISES = 3  # attempts of a cell that raise (not NaN: that repeats) before it is FAIL for good
 
 
 class PrunedRun(RunStopped):
@@ -51,6 +66,23 @@ class ReportToPruner(pl.Callback):
             raise PrunedRun(f"pruned at step {step} (val/loss {float(loss):.4f})")
 
 
+class RecordCheckpointStep(pl.Callback):
+    """The step of the latest checkpoint, on the trial: a retry elsewhere knows one was written.
+
+    Validation at step s runs after that step's checkpoint was saved.
+    """
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            try:
+                self.trial.set_user_attr(CHECKPOINT_STEP, trainer.global_step)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise Fenced(f"trial {self.trial.number} was finished by another worker") from None
+
+
 @dataclass
 class TrialRunner:
     """The objective Optuna calls: builds the cell's config, trains, returns the objectives."""
@@ -60,11 +92,14 @@ class TrialRunner:
     home: Path
     parent_run_id: str
     runtime_overrides: tuple[str, ...] = ()
+    checkpoint_root: str | None = None  # default HOME/checkpoints; shared by every worker
+    lost: list[tuple[int, str]] = field(default_factory=list)  # trials this worker was fenced off
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         params = self.suggest(trial)
         inherited = dict(trial.user_attrs)  # a retry carries the dead trial's attrs
-        if self.study.is_grid and is_surplus(trial):
+        crash_point("trial.started")
+        if is_surplus(trial, grid=self.study.is_grid):
             trial.set_user_attr(SURPLUS, True)
             raise optuna.TrialPruned("this cell is already held by an earlier trial")
         label = cell_label(params)
@@ -73,34 +108,57 @@ class TrialRunner:
             return self._run(trial, params, label, inherited)
         except optuna.TrialPruned:
             raise
+        except Fenced as lost:  # the trial is FAIL already: nothing of it may be touched
+            self.lost.append((trial.number, str(lost)))
+            raise
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED, True)
             trial.set_user_attr(REASON, "interrupted (Ctrl-C or SIGTERM)")
             raise
-        except Exception as error:  # TrainingFailed (NaN) and anything else: the trial FAILs
-            trial.set_user_attr(REASON, f"{type(error).__name__}: {error}"[:1000])
+        except Exception as error:  # TrainingFailed (NaN) and anything else
+            self._record_failure(trial, error, inherited)
             raise
+
+    def _record_failure(self, trial: optuna.Trial, error: Exception,
+                        inherited: dict[str, Any]) -> None:
+        raises = int(inherited.get(RAISES, 0)) + 1
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        final = isinstance(error, TrainingFailed) or raises >= MAX_RAISES
+        if not final:
+            reason += f" (attempt {raises} of {MAX_RAISES}; retried)"
+        trial.set_user_attr(RAISES, raises)
+        trial.set_user_attr(REASON, reason)
+        run_id = trial.user_attrs.get(RUN_ID)
+        if final:
+            trial.set_user_attr(FINAL, True)
+            if run_id:  # the cell's result: its run says why, whatever ended it
+                end_with_reason(self.tracker, run_id, reason)
 
     def _run(self, trial: optuna.Trial, params: dict[str, Any], label: str,
              inherited: dict[str, Any]) -> list[float]:
         config = self.study.run_config(params)
-        resume = self._resume_point(inherited, trial)
+        resume, continue_run = self._starting_point(trial, inherited)
         tags = {"harness.study": self.study.name, "harness.trial": str(trial.number),
                 "harness.cell": label, "harness.cell_params": json.dumps(params, sort_keys=True),
                 "harness.role": "trial"}
 
-        def started(run_id: str, checkpoint: Path) -> None:
+        def started(run_id: str, checkpoint: str) -> None:
             trial.set_user_attr(RUN_ID, run_id)
-            trial.set_user_attr(CHECKPOINT, str(checkpoint))
+            trial.set_user_attr(CHECKPOINT, checkpoint)
             self.tracker.set_tags(run_id, {"harness.trial": str(trial.number)})
 
-        callbacks = [ReportToPruner(trial)] if self.study.pruner != "none" else []
+        callbacks: list[pl.Callback] = [RecordCheckpointStep(trial)]
+        if self.study.pruner != "none":
+            callbacks.append(ReportToPruner(trial))
         start = time.perf_counter()
         try:
             result = train(self._with_runtime(config), tracking_uri=self.tracker.uri,
                            experiment=self.study.name, run_name=label, home=self.home,
-                           resume=resume, parent_run_id=self.parent_run_id, tags=tags,
-                           callbacks=callbacks, progress_bar=False, on_run_started=started)
+                           resume=resume, continue_run=continue_run,
+                           checkpoint_root=self.checkpoint_root,
+                           parent_run_id=self.parent_run_id, tags=tags, callbacks=callbacks,
+                           progress_bar=False, fence=Fence(lambda: lost(trial)),
+                           on_run_started=started)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
         if self.study.evaluate:  # logged as eval/* metrics on the trial's own run
@@ -109,11 +167,49 @@ class TrialRunner:
             evaluate(result.run_id, list(self.study.evaluate), tracking_uri=self.tracker.uri,
                      home=self.home)
         seconds = time.perf_counter() - start
-        self.tracker.log_metrics(result.run_id, {
-            "perf/trial_seconds": seconds,
-            "perf/trial_overhead_s": seconds - result.metrics.get("perf/step_seconds", 0.0),
-        }, step=config.train.max_steps)
+        if "perf/trial_seconds" not in self.tracker.run(result.run_id).data.metrics:
+            self.tracker.log_metrics(result.run_id, {
+                "perf/trial_seconds": seconds,
+                "perf/trial_overhead_s": seconds - result.metrics.get("perf/step_seconds", 0.0),
+            }, step=config.train.max_steps)
+        crash_point("trial.finished")
         return [objective_value(o.metric, result, config) for o in self.study.objectives]
+
+    def _starting_point(self, trial: optuna.Trial,
+                        inherited: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(checkpoint to resume, run to restart from step 0): the earlier attempt's run and
+        checkpoint where they exist; the run's tag says why a retry starts from step 0."""
+        run_id = inherited.get(RUN_ID) or self._unrecorded_run(trial)
+        if run_id is None:
+            return None, None
+        checkpoint, step = inherited.get(CHECKPOINT), inherited.get(CHECKPOINT_STEP)
+        if checkpoint is None or step is None:
+            why = "its worker died before the first checkpoint"
+        else:
+            try:
+                if checkpoint_store.exists(checkpoint):
+                    return checkpoint, None
+                why = (f"the checkpoint of step {step} at {checkpoint} is not readable from "
+                       f"this machine ({socket.gethostname()}): no such file; give every worker "
+                       "one --checkpoint-dir that all of them can read")
+            except Exception as error:  # an fsspec store that cannot be reached
+                why = (f"the checkpoint of step {step} at {checkpoint} cannot be reached from "
+                       f"{socket.gethostname()} ({type(error).__name__}: {str(error)[:200]})")
+        self.tracker.set_tags(run_id, {"harness.restart_reason": f"{why}; trial "
+                                       f"{trial.number} restarts the cell from step 0"})
+        return None, run_id
+
+    def _unrecorded_run(self, trial: optuna.Trial) -> str | None:
+        """The run an earlier attempt created but died before recording on its trial."""
+        earlier = trial.study.get_trials(deepcopy=False)
+        mine = next(t for t in earlier if t.number == trial.number)
+        for number in mine.system_attrs.get("retry_history", []):
+            runs = self.tracker.find_runs(self.study.name, {
+                "harness.role": "trial", "harness.trial": str(number),
+                "mlflow.parentRunId": self.parent_run_id})
+            if runs:
+                return runs[0].info.run_id
+        return None
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         if self.study.is_grid:
@@ -132,16 +228,6 @@ class TrialRunner:
         params["seed"] = self.study.seeds[0]  # tuning: one run per sampled point
         return params
 
-    def _resume_point(self, inherited: dict[str, Any], trial: optuna.Trial) -> Path | None:
-        """The dead trial's checkpoint, or None; a run that never checkpointed is closed."""
-        run_id, checkpoint = inherited.get(RUN_ID), inherited.get(CHECKPOINT)
-        if checkpoint and Path(checkpoint).is_file():
-            return Path(checkpoint)
-        if run_id:
-            end_with_reason(self.tracker, run_id, "its worker died before the first checkpoint;"
-                            f" trial {trial.number} starts the cell again", status="KILLED")
-        return None
-
     def _with_runtime(self, config: RunConfig) -> RunConfig:
         if not self.runtime_overrides:
             return config
@@ -150,18 +236,37 @@ class TrialRunner:
         return apply_overrides(config, parse_overrides(self.runtime_overrides))
 
 
-def is_surplus(trial: optuna.Trial) -> bool:
-    """Whether an earlier trial already holds this trial's grid cell.
+def lost(trial: optuna.Trial) -> str | None:
+    """Why `trial` is no longer this worker's, or None: the fence of its training run."""
+    state = trial.study._storage.get_trial(trial._trial_id).state
+    if state == TrialState.RUNNING:
+        return None
+    return (f"trial {trial.number} is {state.name}: this worker was silent longer than the "
+            "grace period (paused or cut off) and another worker continues its cell")
 
-    The grid sampler gives trial n cell n while it can, then a random unclaimed cell; two workers
-    racing for the last cell, or a finished grid, give a duplicate. A retry owns its cell.
+
+def is_surplus(trial: optuna.Trial, grid: bool) -> bool:
+    """Whether another trial already holds this trial's cell.
+
+    A retry stands down when another attempt at its cell is under way, done, or queued before
+    it (two workers may both retry one dead trial). In a grid, the sampler gives trial n cell n
+    while it can, then a random unclaimed cell; two workers racing for the last cell, or a
+    finished grid, give a duplicate of an earlier trial's grid point.
     """
-    trials = trial.study.get_trials(deepcopy=False)
-    attrs = next(t.system_attrs for t in trials if t.number == trial.number)
-    if "failed_trial" in attrs:
+    trials = [t for t in trial.study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS)]
+    me = next(t for t in trials if t.number == trial.number)
+    if "failed_trial" in me.system_attrs:
+        lineage = lineage_of(me)
+        return any(
+            t.number != me.number and lineage_of(t) == lineage and (
+                t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+                or (t.state == TrialState.WAITING and t.number < me.number)
+                or (t.state == TrialState.FAIL and t.user_attrs.get(FINAL)))
+            for t in trials)
+    if not grid:
         return False
-    return any(t.number < trial.number and not t.user_attrs.get(SURPLUS)
-               and t.system_attrs.get("grid_id") == attrs.get("grid_id") for t in trials)
+    return any(t.number < me.number and t.system_attrs.get("grid_id") == me.system_attrs.get(
+        "grid_id") for t in trials)
 
 
 def cell_label(params: dict[str, Any]) -> str:

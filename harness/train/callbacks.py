@@ -13,6 +13,7 @@ import time
 import lightning.pytorch as pl
 import torch
 
+from harness.faults import crash_point
 from harness.metrics.memory import PeakMemoryMeter
 from harness.train.buckets import BucketCounter
 
@@ -142,3 +143,14 @@ class BucketUsageMonitor(pl.Callback):
             values = [getattr(stats, key) for stats in summary.values()]
             metrics[f"buckets/{key}"] = sum(values) / len(values)
         _log(trainer, metrics)
+
+
+class CrashPoints(pl.Callback):
+    """The `step` and `validation` crash points of the fault tests (see faults.py)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        crash_point("step")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:
+        crash_point("validation")

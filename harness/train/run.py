@@ -8,24 +8,30 @@ costs nothing and leaves no half-made run behind.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import fsspec
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from harness.allocator import keep_freed_memory
 from harness.data.datamodule import TextDataModule
 from harness.errors import ConfigError
+from harness.faults import crash_point
 from harness.metrics.memory import adamw_state_bytes
 from harness.models.cost import flops_per_token
 from harness.models.sizes import model_size
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, resolve_tracking_uri
-from harness.train.callbacks import BucketUsageMonitor, PeakMemory, Throughput
+from harness.train import checkpoint_store
+from harness.train.callbacks import BucketUsageMonitor, CrashPoints, PeakMemory, Throughput
 from harness.train.checkpoint import CHECKPOINT, WRITTEN_BY, read_checkpoint
+from harness.train.checkpoint_store import AtomicCheckpointIO
 from harness.train.config import RunConfig
+from harness.train.fence import Fence, FenceCheck, Fenced
 from harness.train.logger import TrackerLogger
 from harness.train.module import CausalLM, NonFiniteLossError
 
@@ -53,7 +59,7 @@ class TrainResult:
     experiment: str
     tracking_uri: str
     metrics: dict[str, float]
-    checkpoint: Path
+    checkpoint: str  # its location: a path, or a URL of a shared checkpoint store
 
 
 def train(
@@ -63,22 +69,31 @@ def train(
     experiment: str = "train",
     run_name: str | None = None,
     home: Path = HOME,
-    resume: Path | None = None,
+    resume: Path | str | None = None,
+    continue_run: str | None = None,
+    checkpoint_root: Path | str | None = None,
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
     callbacks: list[pl.Callback] | None = None,
     progress_bar: bool = True,
-    on_run_started: Callable[[str, Path], None] | None = None,
+    fence: Fence | None = None,
+    on_run_started: Callable[[str, str], None] | None = None,
 ) -> TrainResult:
     """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
 
-    `on_run_started(run_id, checkpoint_path)` is called once the MLflow run exists, before step 0
-    (the study runner records both on its trial, so a retry can resume them).
+    `continue_run` trains from step 0 in an existing run (a retry whose checkpoint is missing):
+    the steps it already logged are not logged twice. Checkpoints go to
+    `checkpoint_root/RUN_ID/` (default HOME/checkpoints; a shared path or an fsspec URL lets
+    another machine resume them). `fence` (see fence.py) is asked before every write; when it
+    raises `Fenced` the run and its checkpoint are left as they are. `on_run_started(run_id,
+    checkpoint_location)` is called once the MLflow run exists, before step 0 (the study runner
+    records both on its trial, so a retry can resume them).
     """
     uri = resolve_tracking_uri(tracking_uri, home)
     check_tracking_uri(uri)
     keep_freed_memory()  # reuse each step's freed buffers instead of faulting them in again
-    run_id = None
+    run_id = continue_run
+    resumed_step = 0
     if resume is not None:
         config, run_id, resumed_step = resume_point(resume, config)
     datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
@@ -91,32 +106,49 @@ def train(
         config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size))
 
     tracker = Tracker(uri, artifact_root=home / "artifacts")
+    root = checkpoint_store.root_location(checkpoint_root or home / "checkpoints")
+    logged: dict[str, int] = {}
     if run_id is None:
         run_id = _start_run(tracker, config, datamodule, experiment, run_name, parent_run_id,
                             tags or {})
+        crash_point("run.started")
     else:
-        tracker.client.update_run(run_id, status="RUNNING")
+        if fence is not None:
+            fence.check(always=True)
+        logged = tracker.logged_steps(run_id)
+        tracker.reopen_run(run_id)
         tracker.set_tags(run_id, {"harness.resumed_from_step": resumed_step})
-    checkpoint_dir = (home / "checkpoints" / run_id).resolve()  # recorded on trials: absolute
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    (checkpoint_dir / "config.yaml").write_text(config.to_yaml())
+    checkpoint_dir = checkpoint_store.join(root, run_id)
+    checkpoint = checkpoint_store.join(checkpoint_dir, CHECKPOINT)
+    tracker.set_tags(run_id, {"harness.checkpoint": checkpoint})
+    checkpoint_store.write_text(checkpoint_store.join(checkpoint_dir, "config.yaml"),
+                                config.to_yaml())
 
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     module = CausalLM(config)
     module.run_id = run_id
     throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
                             flops_per_token(config.model, config.seq_len))
-    trainer = _trainer(config, tracker, run_id, experiment, checkpoint_dir, progress_bar,
-                       [throughput, *(callbacks or [])])
+    extra = [throughput, CrashPoints(), *(callbacks or [])]
+    if fence is not None:
+        extra.append(FenceCheck(fence, config.train.val_every))
+    logger = TrackerLogger(tracker, run_id, experiment, logged, fence)
+    local_root = home if checkpoint_store.is_url(checkpoint_dir) else Path(checkpoint_dir)
+    trainer = _trainer(config, logger, checkpoint_dir, local_root, progress_bar, extra)
     if on_run_started is not None:
-        on_run_started(run_id, checkpoint_dir / CHECKPOINT)
+        on_run_started(run_id, checkpoint)
     try:
         with warnings.catch_warnings():
             _quiet_known_lightning_warnings()
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            trainer.fit(module, datamodule=datamodule,
+                        ckpt_path=str(resume) if resume is not None else None)
             ended_unvalidated = trainer.global_step % config.train.val_every
             if ended_unvalidated or "val/loss" not in trainer.callback_metrics:
                 trainer.validate(module, datamodule=datamodule, verbose=False)
+        if fence is not None:
+            fence.check(always=True)
+    except Fenced:
+        raise  # another worker owns the run now: touch nothing
     except RunStopped as stop:
         end_with_reason(tracker, run_id, str(stop), status=stop.status)
         raise
@@ -131,18 +163,26 @@ def train(
         end_with_reason(tracker, run_id, f"{type(error).__name__}: {error}")
         raise
 
-    checkpoint = checkpoint_dir / CHECKPOINT
     trainer.save_checkpoint(checkpoint)
     if config.train.log_checkpoint:
-        tracker.log_artifact(run_id, checkpoint, "checkpoint")
-        tracker.log_artifact(run_id, checkpoint_dir / "config.yaml", "checkpoint")
+        _log_checkpoint(tracker, run_id, checkpoint_dir)
     metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
                **throughput.metrics()}
     tracker.end_run(run_id, "FINISHED")
     return TrainResult(run_id, experiment, uri, metrics, checkpoint)
 
 
-def resume_point(path: Path, requested: RunConfig) -> tuple[RunConfig, str, int]:
+def _log_checkpoint(tracker: Tracker, run_id: str, checkpoint_dir: str) -> None:
+    """The final checkpoint and its config as the run's `checkpoint/` artifacts."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in (CHECKPOINT, "config.yaml"):
+            local = Path(scratch) / name
+            with fsspec.open(checkpoint_store.join(checkpoint_dir, name), "rb") as source:
+                local.write_bytes(source.read())
+            tracker.log_artifact(run_id, local, "checkpoint")
+
+
+def resume_point(path: Path | str, requested: RunConfig) -> tuple[RunConfig, str, int]:
     """(config, MLflow run id, step) to resume: the checkpoint's own config, with the larger of
     its max_steps and the requested one (a resumed run may be given more steps)."""
     checkpoint = read_checkpoint(path)
@@ -183,8 +223,8 @@ def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, 
     return run_id
 
 
-def _trainer(config: RunConfig, tracker: Tracker, run_id: str, experiment: str,
-             checkpoint_dir: Path, progress_bar: bool, extra: list[pl.Callback]) -> pl.Trainer:
+def _trainer(config: RunConfig, logger: TrackerLogger, checkpoint_dir: str, local_root: Path,
+             progress_bar: bool, extra: list[pl.Callback]) -> pl.Trainer:
     train = config.train
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="step{step}", save_top_k=0,
                                   save_last=True, every_n_train_steps=train.val_every)
@@ -199,12 +239,13 @@ def _trainer(config: RunConfig, tracker: Tracker, run_id: str, experiment: str,
         accelerator=train.accelerator,
         devices=train.devices,
         strategy=train.strategy,
-        logger=TrackerLogger(tracker, run_id, experiment),
+        logger=logger,
+        plugins=[AtomicCheckpointIO()],  # checkpoints moved into place whole, on any fsspec store
         callbacks=[checkpoints, PeakMemory(), BucketUsageMonitor(), *extra],
         log_every_n_steps=train.log_every,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
-        default_root_dir=checkpoint_dir,
+        default_root_dir=local_root,
     )
 
 

@@ -1,0 +1,71 @@
+"""Where checkpoints live: a local folder, a shared path (NFS on a cluster) or an fsspec URL such
+as `s3://bucket/prefix`.
+
+A study's trial may be retried on another machine, so a checkpoint's location is a plain string
+that every worker can read (an absolute path or a URL) and every read and write goes through
+fsspec, which Lightning also uses. Writes are atomic: the bytes go to a temporary file beside the
+target and are then moved into place, so a worker killed mid-write leaves the previous checkpoint
+whole (on object stores the final PUT is atomic by itself).
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from harness.faults import crash_point
+
+
+def is_url(location: str) -> bool:
+    return "://" in location
+
+
+def root_location(root: str | Path) -> str:
+    """A checkpoint root as every worker should record it: URLs as given, paths made absolute."""
+    text = str(root)
+    return text.rstrip("/") if is_url(text) else str(Path(text).expanduser().resolve())
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def exists(location: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(location)
+    return fs.isfile(path)
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    """Write `data` to `location` atomically (temporary file, then a move)."""
+    fs, path = fsspec.core.url_to_fs(location)
+    fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+    partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
+    fs.pipe_file(partial, data)
+    crash_point("checkpoint.write")
+    fs.mv(partial, path)
+
+
+def write_text(location: str, text: str) -> None:
+    write_bytes(location, text.encode())
+
+
+def load(location: str) -> Any:
+    """torch.load of a checkpoint, weights only: a checkpoint is data, never code to run."""
+    with fsspec.open(location, "rb") as file:
+        return torch.load(io.BytesIO(file.read()), map_location="cpu", weights_only=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through `write_bytes` (with its crash point)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(str(path), buffer.getvalue())
