@@ -66,23 +66,6 @@ class ReportToPruner(pl.Callback):
             raise PrunedRun(f"pruned at step {step} (val/loss {float(loss):.4f})")
 
 
-class RecordCheckpointStep(pl.Callback):
-    """The step of the latest checkpoint, on the trial: a retry elsewhere knows one was written.
-
-    Validation at step s runs after that step's checkpoint was saved.
-    """
-
-    def __init__(self, trial: optuna.Trial):
-        self.trial = trial
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == "fit":
-            try:
-                self.trial.set_user_attr(CHECKPOINT_STEP, trainer.global_step)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                raise Fenced(f"trial {self.trial.number} was finished by another worker") from None
-
-
 @dataclass
 class TrialRunner:
     """The objective Optuna calls: builds the cell's config, trains, returns the objectives."""
@@ -147,9 +130,10 @@ class TrialRunner:
             trial.set_user_attr(CHECKPOINT, checkpoint)
             self.tracker.set_tags(run_id, {"harness.trial": str(trial.number)})
 
-        callbacks: list[pl.Callback] = [RecordCheckpointStep(trial)]
-        if self.study.pruner != "none":
-            callbacks.append(ReportToPruner(trial))
+        def checkpointed(step: int) -> None:  # a retry elsewhere knows one was written
+            trial.set_user_attr(CHECKPOINT_STEP, step)
+
+        callbacks = [ReportToPruner(trial)] if self.study.pruner != "none" else []
         start = time.perf_counter()
         try:
             result = train(self._with_runtime(config), tracking_uri=self.tracker.uri,
@@ -158,7 +142,7 @@ class TrialRunner:
                            checkpoint_root=self.checkpoint_root,
                            parent_run_id=self.parent_run_id, tags=tags, callbacks=callbacks,
                            progress_bar=False, fence=Fence(lambda: lost(trial)),
-                           on_run_started=started)
+                           on_run_started=started, on_checkpoint=checkpointed)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
         if self.study.evaluate:  # logged as eval/* metrics on the trial's own run

@@ -154,3 +154,17 @@ class CrashPoints(pl.Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0) -> None:
         crash_point("validation")
+
+
+class SaveAfterValidation(pl.Callback):
+    """The run's one checkpoint, rewritten after each validation of a fit, so it holds that
+    validation: a run resumed from it neither skips nor repeats one. Runs after every other
+    callback (it is given last), so the fence has been asked and a pruned trial saves nothing.
+    """
+
+    def __init__(self, location: str):
+        self.location = location
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.location)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import torch
@@ -27,8 +29,11 @@ def is_url(location: str) -> bool:
 
 
 def root_location(root: str | Path) -> str:
-    """A checkpoint root as every worker should record it: URLs as given, paths made absolute."""
+    """A checkpoint root as every worker should record it: URLs as given, paths (and file://
+    URLs, which Lightning would take for relative paths) made absolute paths."""
     text = str(root)
+    if text.startswith("file://"):
+        text = urlsplit(text).path
     return text.rstrip("/") if is_url(text) else str(Path(text).expanduser().resolve())
 
 
@@ -62,10 +67,16 @@ def load(location: str) -> Any:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, through `write_bytes` (with its crash point)."""
+    """Lightning's checkpoint writer, through `write_bytes` (with its crash point);
+    `on_saved(step)` is called once a checkpoint is in place."""
+
+    def __init__(self, on_saved: Callable[[int], None] | None = None):
+        self.on_saved = on_saved
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any = None) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_bytes(str(path), buffer.getvalue())
+        if self.on_saved is not None:
+            self.on_saved(int(checkpoint.get("global_step", 0)))

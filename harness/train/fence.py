@@ -42,8 +42,8 @@ class Fence:
 
 
 class FenceCheck(pl.Callback):
-    """Asks the fence before each checkpoint write (ModelCheckpoint runs after every other
-    callback's on_train_batch_end) and at the end of each validation."""
+    """Asks the fence before each validation and at its end, before its checkpoint is written
+    (ModelCheckpoint runs after every other callback's on_validation_end)."""
 
     def __init__(self, fence: Fence, every_n_steps: int):
         self.fence = fence

@@ -5,7 +5,8 @@ the right status and reason, and a resumed run logs into the same run id.
 
 A resumed run repeats the steps between its checkpoint and the moment its last worker died, and
 those steps were already logged: `logged` (metric -> last step in the run) drops them, so a
-run's history has one value per step however often it was resumed. A `fence` is asked before
+run's history has one value per step however often it was resumed (and within one process,
+where Lightning's hooks may report a step twice). A `fence` is asked before
 every write (see fence.py).
 """
 
@@ -53,4 +54,5 @@ class TrackerLogger(Logger):
         if self.fence is not None:
             self.fence.check()
         self.tracker.log_metrics(self.run_id, metrics, step)
+        self.logged.update(dict.fromkeys(metrics, step))  # one value per step, first wins
         crash_point("log")

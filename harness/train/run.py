@@ -16,7 +16,6 @@ from pathlib import Path
 
 import fsspec
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from harness.allocator import keep_freed_memory
 from harness.data.datamodule import TextDataModule
@@ -27,7 +26,13 @@ from harness.models.cost import flops_per_token
 from harness.models.sizes import model_size
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, resolve_tracking_uri
 from harness.train import checkpoint_store
-from harness.train.callbacks import BucketUsageMonitor, CrashPoints, PeakMemory, Throughput
+from harness.train.callbacks import (
+    BucketUsageMonitor,
+    CrashPoints,
+    PeakMemory,
+    SaveAfterValidation,
+    Throughput,
+)
 from harness.train.checkpoint import CHECKPOINT, WRITTEN_BY, read_checkpoint
 from harness.train.checkpoint_store import AtomicCheckpointIO
 from harness.train.config import RunConfig
@@ -78,6 +83,7 @@ def train(
     progress_bar: bool = True,
     fence: Fence | None = None,
     on_run_started: Callable[[str, str], None] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
 
@@ -87,7 +93,8 @@ def train(
     another machine resume them). `fence` (see fence.py) is asked before every write; when it
     raises `Fenced` the run and its checkpoint are left as they are. `on_run_started(run_id,
     checkpoint_location)` is called once the MLflow run exists, before step 0 (the study runner
-    records both on its trial, so a retry can resume them).
+    records both on its trial, so a retry can resume them); `on_checkpoint(step)` once each
+    checkpoint is in place.
     """
     uri = resolve_tracking_uri(tracking_uri, home)
     check_tracking_uri(uri)
@@ -121,23 +128,24 @@ def train(
     checkpoint_dir = checkpoint_store.join(root, run_id)
     checkpoint = checkpoint_store.join(checkpoint_dir, CHECKPOINT)
     tracker.set_tags(run_id, {"harness.checkpoint": checkpoint})
-    checkpoint_store.write_text(checkpoint_store.join(checkpoint_dir, "config.yaml"),
-                                config.to_yaml())
-
-    pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = CausalLM(config)
-    module.run_id = run_id
-    throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
-                            flops_per_token(config.model, config.seq_len))
-    extra = [throughput, CrashPoints(), *(callbacks or [])]
-    if fence is not None:
-        extra.append(FenceCheck(fence, config.train.val_every))
-    logger = TrackerLogger(tracker, run_id, experiment, logged, fence)
-    local_root = home if checkpoint_store.is_url(checkpoint_dir) else Path(checkpoint_dir)
-    trainer = _trainer(config, logger, checkpoint_dir, local_root, progress_bar, extra)
     if on_run_started is not None:
         on_run_started(run_id, checkpoint)
-    try:
+    throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
+                            flops_per_token(config.model, config.seq_len))
+    try:  # from here on, whatever goes wrong ends the run with its reason
+        checkpoint_store.write_text(checkpoint_store.join(checkpoint_dir, "config.yaml"),
+                                    config.to_yaml())
+        pl.seed_everything(config.train.seed, workers=True, verbose=False)
+        module = CausalLM(config)
+        module.run_id = run_id
+        extra = [throughput, CrashPoints(), *(callbacks or [])]
+        if fence is not None:
+            extra.append(FenceCheck(fence, config.train.val_every))
+        logger = TrackerLogger(tracker, run_id, experiment, logged, fence)
+        local_root = home if checkpoint_store.is_url(checkpoint_dir) else Path(checkpoint_dir)
+        trainer = _trainer(config, logger, local_root, progress_bar,
+                           [*extra, SaveAfterValidation(checkpoint)],
+                           AtomicCheckpointIO(on_checkpoint))
         with warnings.catch_warnings():
             _quiet_known_lightning_warnings()
             trainer.fit(module, datamodule=datamodule,
@@ -147,6 +155,9 @@ def train(
                 trainer.validate(module, datamodule=datamodule, verbose=False)
         if fence is not None:
             fence.check(always=True)
+        trainer.save_checkpoint(checkpoint)
+        if config.train.log_checkpoint:
+            _log_checkpoint(tracker, run_id, checkpoint_dir)
     except Fenced:
         raise  # another worker owns the run now: touch nothing
     except RunStopped as stop:
@@ -163,9 +174,6 @@ def train(
         end_with_reason(tracker, run_id, f"{type(error).__name__}: {error}")
         raise
 
-    trainer.save_checkpoint(checkpoint)
-    if config.train.log_checkpoint:
-        _log_checkpoint(tracker, run_id, checkpoint_dir)
     metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
                **throughput.metrics()}
     tracker.end_run(run_id, "FINISHED")
@@ -223,11 +231,10 @@ def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, 
     return run_id
 
 
-def _trainer(config: RunConfig, logger: TrackerLogger, checkpoint_dir: str, local_root: Path,
-             progress_bar: bool, extra: list[pl.Callback]) -> pl.Trainer:
+def _trainer(config: RunConfig, logger: TrackerLogger, local_root: Path, progress_bar: bool,
+             callbacks: list[pl.Callback], checkpoint_io: AtomicCheckpointIO) -> pl.Trainer:
+    """`callbacks` run in their order: the fence before the checkpoint it guards, given last."""
     train = config.train
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="step{step}", save_top_k=0,
-                                  save_last=True, every_n_train_steps=train.val_every)
     return pl.Trainer(
         max_steps=train.max_steps,
         val_check_interval=train.val_every,
@@ -240,8 +247,9 @@ def _trainer(config: RunConfig, logger: TrackerLogger, checkpoint_dir: str, loca
         devices=train.devices,
         strategy=train.strategy,
         logger=logger,
-        plugins=[AtomicCheckpointIO()],  # checkpoints moved into place whole, on any fsspec store
-        callbacks=[checkpoints, PeakMemory(), BucketUsageMonitor(), *extra],
+        plugins=[checkpoint_io],  # checkpoints moved into place whole, on any fsspec store
+        callbacks=[PeakMemory(), BucketUsageMonitor(), *callbacks],
+        enable_checkpointing=False,  # SaveAfterValidation is the one checkpoint writer
         log_every_n_steps=train.log_every,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
