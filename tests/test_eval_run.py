@@ -102,6 +102,18 @@ def test_a_run_whose_checkpoint_is_only_an_artifact(trained):
     assert list((trained.home / "cache" / "checkpoints" / trained.result.run_id).rglob("*.ckpt"))
 
 
+def test_a_run_id_finds_a_checkpoint_written_to_a_shared_folder(trained, tmp_path):
+    config = build_run_config("memoryformer-nano", [*TINY, f"data.cache_dir={trained.tmp}"])
+    shared = tmp_path / "nfs"
+    result = train(config, home=tmp_path / "machine-a", checkpoint_root=shared.as_uri(),
+                   progress_bar=False, tracking_uri=trained.tracker.uri)
+    assert result.checkpoint.startswith(str(shared))
+    results = evaluate(result.run_id, ["ppl:heldout"], home=tmp_path / "machine-b", limit=8,
+                       tracking_uri=trained.tracker.uri)  # another machine's home: no local copy
+    assert results["ppl:heldout"].n == 8
+    assert trained.tracker.run(result.run_id).data.metrics["eval/ppl.heldout/n"] == 8
+
+
 @pytest.fixture
 def no_model(monkeypatch):
     """Bad input must fail before a model is loaded, let alone run."""

@@ -15,6 +15,7 @@ import torch
 from harness.errors import ConfigError
 from harness.models import LanguageModel, build_model
 from harness.tracking import Tracker, redact
+from harness.train import checkpoint_store
 from harness.train.checkpoint import CHECKPOINT, Checkpoint
 from harness.train.checkpoint import read_checkpoint as read_train_checkpoint
 
@@ -25,11 +26,12 @@ ALLOWED_TARGETS = ("allowed: an MLflow run id whose checkpoint is under HOME/che
                    "`harness train` (.harness/checkpoints/RUN_ID/last.ckpt)")
 
 
-def resolve_target(target: str, home: Path, tracker: Tracker | None) -> Path:
+def resolve_target(target: str, home: Path, tracker: Tracker | None) -> Path | str:
     """The checkpoint file a target names; ConfigError('target', ...) when there is none.
 
     `tracker` (may be None when nothing is logged) finds a run whose checkpoint lives only in the
-    tracking store; it is downloaded under HOME/cache/checkpoints/RUN_ID/.
+    tracking store or at the location its `harness.checkpoint` tag names (a shared path or an
+    fsspec URL); an artifact is downloaded under HOME/cache/checkpoints/RUN_ID/.
     """
     path = Path(target).expanduser()
     if path.is_file():
@@ -41,10 +43,14 @@ def resolve_target(target: str, home: Path, tracker: Tracker | None) -> Path:
     local = home / "checkpoints" / target / CHECKPOINT
     if local.is_file():
         return local
-    if tracker is None or tracker.find_run(target) is None:
+    run = tracker.find_run(target) if tracker is not None else None
+    if tracker is None or run is None:
         store = f" in {redact(tracker.uri)}" if tracker is not None else ""
         raise ConfigError("target", f"{target!r} is neither a checkpoint file nor a run{store}; "
                           f"{ALLOWED_TARGETS}")
+    recorded = run.data.tags.get("harness.checkpoint")  # where the run wrote it (--checkpoint-dir)
+    if recorded and checkpoint_store.exists(recorded):
+        return recorded
     cache = home / "cache" / "checkpoints" / target
     downloaded = tracker.download_artifact(target, ARTIFACT, cache)
     if downloaded is None:
@@ -54,7 +60,7 @@ def resolve_target(target: str, home: Path, tracker: Tracker | None) -> Path:
     return downloaded
 
 
-def read_checkpoint(path: Path) -> Checkpoint:
+def read_checkpoint(path: Path | str) -> Checkpoint:
     """The checkpoint at `path`, with errors naming the `target` field."""
     return read_train_checkpoint(path, field_name="target")
 
