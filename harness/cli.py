@@ -81,6 +81,30 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server(args: argparse.Namespace) -> int:
+    from harness.server import ServerConfig, start_server, stop_server
+    from harness.tracking import default_tracking_uri
+
+    config = ServerConfig(args.backend_store_uri or default_tracking_uri(),
+                          args.artifacts_destination, args.host, args.port, args.workers,
+                          args.allowed_hosts)
+    try:
+        process = start_server(config)  # ConfigError here: bad input, nothing started
+    except (RuntimeError, TimeoutError) as error:
+        print(f"harness server: error: {error} (its log is above)", file=sys.stderr)
+        return 1
+    try:
+        print(f"MLflow tracking server on {config.url}: workers pass --tracking-uri "
+              f"{config.url} (Ctrl-C stops it)", flush=True)
+        code = process.wait()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
+        return 0
+    finally:
+        stop_server(process)
+    print(f"harness server: the MLflow server exited with code {code}", file=sys.stderr)
+    return 1
+
+
 def _flops(args: argparse.Namespace) -> int:
     from harness.metrics.accounting import flops_report, format_flops
     from harness.train.config import parse_overrides
@@ -122,42 +146,35 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from harness.ablate.runner import Settings, prepare_study, run_study
+    from harness.ablate.runner import Settings, prepare_study, run_study, unfinished_summary
     from harness.ablate.storage import Heartbeat
+    from harness.ablate.workers import spawn_workers
     from harness.tracking import resolve_tracking_uri
 
     study = _load_study(args)  # validates every cell before anything runs
-    runtime = [f"train.devices={args.devices}"] if args.devices else []
-    runtime += [f"train.strategy={args.strategy}"] if args.strategy else []
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    settings = Settings(storage=_storage(args), tracking_uri=tracking_uri,
-                        heartbeat=Heartbeat(args.heartbeat_interval, args.grace_period),
-                        progress=not args.quiet, runtime_overrides=tuple(runtime))
+    storage = _storage(args)
+    settings = Settings(storage=storage, tracking_uri=resolve_tracking_uri(args.tracking_uri),
+                        heartbeat=Heartbeat.for_storage(storage, args.heartbeat_interval,
+                                                        args.grace_period),
+                        progress=not args.quiet, devices=args.devices, strategy=args.strategy,
+                        checkpoint_dir=args.checkpoint_dir or study.checkpoint_dir)
     prepared = prepare_study(study, settings)  # stores made before any other worker starts
-    workers = _spawn_workers(args, settings) if args.jobs > 1 else []
+    seeds = tuple(args.seeds) if args.seeds else None
+    workers = spawn_workers(args.file, settings, args.jobs - 1, seeds) if args.jobs > 1 else []
     try:
         finished = run_study(study, settings, prepared)
     finally:
         for worker in workers:
             worker.wait()
+    summary = unfinished_summary(finished)
+    if summary is not None:
+        print(f"harness ablate: study {study.name}: {summary}; see `harness status {args.file}`",
+              file=sys.stderr)
+        return 1
     if not args.quiet:
-        failed = sum(cell.trial.state.name == "FAIL" for cell in finished)
-        print(f"study {study.name}: {len(finished)} cells finished, {failed} failed; "
+        print(f"study {study.name}: {len(finished)} cells finished; "
               f"see `harness status {args.file}` and `harness ui`")
     return 0
-
-
-def _spawn_workers(args: argparse.Namespace, settings) -> list:
-    """N - 1 more local workers on the same study (this process is the first)."""
-    import subprocess
-
-    command = [sys.executable, "-m", "harness", "ablate", str(args.file), "--storage",
-               settings.storage, "--tracking-uri", settings.tracking_uri, "--quiet",
-               "--heartbeat-interval", str(args.heartbeat_interval),
-               "--grace-period", str(args.grace_period)]
-    if args.seeds:
-        command += ["--seeds", *map(str, args.seeds)]
-    return [subprocess.Popen(command) for _ in range(args.jobs - 1)]
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -259,10 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, nargs="+", help="replace the file's seeds")
     ablate.add_argument("--devices", type=int, help="devices per trial (Lightning DDP)")
     ablate.add_argument("--strategy", help="Lightning strategy per trial, e.g. ddp")
-    ablate.add_argument("--heartbeat-interval", type=int, default=10,
-                        help="seconds between a running trial's heartbeats")
-    ablate.add_argument("--grace-period", type=int, default=30,
-                        help="a trial silent this long is taken for dead and retried")
+    ablate.add_argument("--checkpoint-dir", metavar="DIR_OR_URL",
+                        help="where trials write checkpoints: a path every worker can read (NFS) "
+                        "or an fsspec URL such as s3://bucket/prefix (default: the study file's "
+                        "checkpoint_dir, else .harness/checkpoints)")
+    ablate.add_argument("--heartbeat-interval", type=int,
+                        help="seconds between a running trial's heartbeats (default: 10 on "
+                        "SQLite, 20 on a database server)")
+    ablate.add_argument("--grace-period", type=int,
+                        help="a trial silent this long is taken for dead and retried (default: "
+                        "30 s on SQLite, 180 s on a database server, to ride out a failover)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
     ablate.set_defaults(run=_ablate)
 
@@ -317,6 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(run=_ui)
+
+    server = commands.add_parser("server", help="an MLflow tracking server with served "
+                                 "artifacts, for workers on many machines (runs until Ctrl-C)")
+    server.add_argument("--backend-store-uri", help="where runs are kept: a database URL, "
+                        "postgresql://USER@HOST:5432/DB on a cluster (default: sqlite under "
+                        ".harness/)")
+    server.add_argument("--artifacts-destination", default=".harness/served-artifacts",
+                        help="where served artifacts are kept: a folder (made absolute) or an "
+                        "fsspec URL such as s3://BUCKET/PATH (default: %(default)s)")
+    server.add_argument("--host", default="127.0.0.1", help="interface to listen on; 0.0.0.0 "
+                        "for workers on other machines (default: %(default)s)")
+    server.add_argument("--port", type=int, default=5000, help="default: %(default)s")
+    server.add_argument("--workers", type=int, default=1, help="server processes; more for "
+                        "many workers on a PostgreSQL store (default: %(default)s)")
+    server.add_argument("--allowed-hosts", help="comma-separated Host headers to accept "
+                        "(default: MLflow's: localhost and private IPs, plus this machine's "
+                        "name with --host 0.0.0.0)")
+    server.set_defaults(run=_server)
     return parser
 
 

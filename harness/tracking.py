@@ -44,19 +44,27 @@ def resolve_tracking_uri(uri: str | None, home: Path = HOME) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
 
 
-def check_tracking_uri(uri: str) -> None:
-    """Fail fast, before any training, when the tracking store cannot be reached."""
+def check_tracking_uri(uri: str, patience: float = 0.0) -> None:
+    """Fail fast, before any training, when the tracking store cannot be reached.
+
+    `patience`: seconds to keep asking a tracking server that does not answer (a study's trial
+    waits out a server restart as MLflow's client does; a user's first command fails at once).
+    """
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ConfigError("tracking_uri", f"{redact(uri)} is unreachable ({reason}); allowed: "
-                              "a running MLflow server, a sqlite:/// path, or a database URL"
-                              ) from None
-        raise ConfigError("tracking_uri", f"{redact(uri)} did not answer /health with 200")
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                    if response.status == 200:
+                        return
+                    reason: object = f"/health answered {response.status}"
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+            if time.monotonic() >= deadline:
+                raise ConfigError("tracking_uri", f"{redact(uri)} is unreachable ({reason}); "
+                                  "allowed: a running MLflow server, a sqlite:/// path, or a "
+                                  "database URL")
+            time.sleep(2.0)
     if uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         try:
@@ -108,7 +116,9 @@ class Tracker:
         if found is not None:
             return found.experiment_id
         location = None
-        if self.artifact_root is not None:
+        # A tracking server places artifacts itself (served artifacts, mlflow-artifacts:/...);
+        # a local folder here would send every worker's artifacts to its own disk.
+        if self.artifact_root is not None and not self.uri.startswith(("http://", "https://")):
             location = (self.artifact_root.resolve() / name).as_uri()
         return self.client.create_experiment(name, artifact_location=location)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,3 +62,47 @@ def settings(tmp_path) -> Settings:
     return Settings(storage=f"sqlite:///{tmp_path}/optuna.db",
                     tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path / "home",
                     progress=False, poll_seconds=0.5)
+
+
+PG = "postgresql://postgres@127.0.0.1:5432"  # trust auth on the test machine and in CI
+
+
+def postgres_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def make_database():
+    """make_database(kind) -> the URL of a fresh PostgreSQL database, dropped after the test."""
+    if not postgres_answers():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL does not answer on 127.0.0.1:5432, and CI must run this test")
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (start one to test many workers)")
+    import psycopg2
+
+    names: list[str] = []
+    admin = psycopg2.connect(f"{PG}/postgres")
+    admin.autocommit = True
+
+    def make(kind: str) -> str:
+        name = f"harness_{kind}_{uuid.uuid4().hex[:8]}"
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+        names.append(name)
+        return f"{PG}/{name}"
+
+    yield make
+    with admin.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture
+def scratch_databases(make_database) -> list[str]:
+    """Two fresh PostgreSQL databases (Optuna and MLflow), dropped afterwards."""
+    return [make_database("optuna"), make_database("mlflow")]

@@ -24,13 +24,13 @@ BEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
 
 def write_study(folder: Path, tiny_set: dict, name: str, steps: int, val_every: int,
-                **extra) -> Path:
+                chunks: tuple[int, ...] = (4, 8), **extra) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "name": name, "base": {"preset": "memoryformer-nano", "set": tiny_set},
         "budget": {"steps": steps, "val_every": val_every},
-        "axes": {"model.chunk_size": [4, 8]}, "seeds": [0], **extra}))
+        "axes": {"model.chunk_size": list(chunks)}, "seeds": [0], **extra}))
     return path
 
 
@@ -70,7 +70,8 @@ def ablate(path: Path, cwd: Path, *args: str, crash_at: str | None = None,
                           timeout=600, check=False)
 
 
-def assert_clean(stores: Stores, name: str) -> dict[str, float]:
+def assert_clean(stores: Stores, name: str, chunks: tuple[int, ...] = (4, 8)
+                 ) -> dict[str, float]:
     """Every cell COMPLETE exactly once, no run RUNNING, one value per metric step; returns
     each cell's final val/loss."""
     study = stores.study(name)
@@ -78,8 +79,8 @@ def assert_clean(stores: Stores, name: str) -> dict[str, float]:
     assert all(c.trial.state == TrialState.COMPLETE for c in final), [
         (c.trial.number, c.trial.state.name, c.trial.user_attrs) for c in final]
     complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    assert sorted(t.user_attrs["cell"] for t in complete) == ["chunk_size=4,seed=0",
-                                                              "chunk_size=8,seed=0"]
+    assert sorted(t.user_attrs["cell"] for t in complete) == [f"chunk_size={c},seed=0"
+                                                              for c in chunks]
     runs = stores.runs(name)
     assert [r.info.run_id for r in runs if r.info.status == "RUNNING"] == []
     assert len([r for r in runs if r.data.tags.get("harness.role") == "study"]) == 1
@@ -173,7 +174,8 @@ def test_a_checkpoint_another_machine_cannot_read_is_named_in_the_run(tmp_path, 
 
 def test_a_paused_worker_is_fenced_off_when_it_wakes(tmp_path, tiny_set):
     stores = Stores(tmp_path / "db")
-    path = write_study(tmp_path, tiny_set, "paused", steps=400, val_every=10)
+    quick_logs = {**tiny_set, "train.log_every": 5}
+    path = write_study(tmp_path, quick_logs, "paused", steps=150, val_every=10, chunks=(4,))
     zombie = ablate(path, tmp_path / "a", *stores.args(), wait=False)
     victim = None
     deadline = time.monotonic() + 300
@@ -206,7 +208,7 @@ def test_a_paused_worker_is_fenced_off_when_it_wakes(tmp_path, tiny_set):
     zombie.stderr.close()
     other.stderr.close()
     assert f"trial {victim.number} stopped, nothing written" in woke
-    assert_clean(stores, "paused")  # one value per step: the woken worker wrote no metric
+    assert_clean(stores, "paused", chunks=(4,))  # one value per step: the woken one wrote none
     run = stores.tracker().run(victim.user_attrs["mlflow_run_id"])
     assert run.data.tags["harness.trial"] != str(victim.number)  # the retry owns the run
 
@@ -242,3 +244,47 @@ def test_retries_that_run_out_end_the_cell_failed_and_the_command_non_zero(tmp_p
 
     again = main(["ablate", str(path), "--quiet", *BEAT, *stores.args()])  # nothing rerun
     assert again == 1 and len(stores.study("raises").trials) == 6
+
+
+def test_a_database_blip_takes_no_live_worker_for_dead(tmp_path, tiny_set, make_database):
+    import psycopg2
+    from conftest import PG
+
+    optuna_url = make_database("optuna")
+    name = optuna_url.rsplit("/", 1)[1]
+    mlflow_url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    quick_logs = {**tiny_set, "train.log_every": 5}
+    path = write_study(tmp_path, quick_logs, "blip", steps=200, val_every=10, chunks=(4,))
+    worker = ablate(path, tmp_path / "w", "--storage", optuna_url, "--tracking-uri", mlflow_url,
+                    "--heartbeat-interval", "1", "--grace-period", "20", wait=False)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="blip", storage=optuna_url)
+        except Exception:  # not created yet
+            continue
+        if any(t.user_attrs.get("checkpoint_step") for t in study.get_trials(
+                states=(TrialState.RUNNING,))):
+            break
+    admin = psycopg2.connect(f"{PG}/postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:  # 6 s in which the storage refuses every connection
+            cursor.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = %s", (name,))
+            time.sleep(6)
+            cursor.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    finally:
+        admin.close()
+    assert worker.wait(timeout=600) == 0, worker.stderr.read()
+    stderr = worker.stderr.read()
+    worker.stderr.close()
+    assert "not recorded" in stderr or "could not check" in stderr  # it did see the outage
+    study = optuna.load_study(study_name="blip", storage=optuna_url)
+    assert all(c.trial.state == TrialState.COMPLETE for c in cells(study))
+    assert not [t.number for t in study.trials if "failed_trial" in t.system_attrs]  # no retry
+    tracker = Tracker(mlflow_url)
+    runs = tracker.client.search_runs([tracker.experiment_id("blip")])
+    assert {r.info.status for r in runs} == {"FINISHED"}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -18,8 +16,6 @@ from optuna.trial import TrialState
 
 from harness.ablate.runner import cells
 from harness.tracking import Tracker
-
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def study_file(tmp_path: Path, tiny_set: dict, name: str, steps: int, val_every: int,
@@ -101,36 +97,6 @@ def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny
     runs = tracker(tmp_path).client.search_runs([tracker(tmp_path).experiment_id("killed")])
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     assert len([r for r in runs if r.data.tags.get("harness.role") == "trial"]) == 2
-
-
-def postgres_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def scratch_databases():
-    """Two fresh PostgreSQL databases (Optuna and MLflow), dropped afterwards."""
-    if not postgres_answers():
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL does not answer on 127.0.0.1:5432, and CI must run this test")
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (start one to test many workers)")
-    import psycopg2
-
-    names = [f"harness_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("optuna", "mlflow")]
-    admin = psycopg2.connect(f"{PG}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        for name in names:
-            cursor.execute(f"CREATE DATABASE {name}")
-    yield [f"{PG}/{name}" for name in names]
-    with admin.cursor() as cursor:
-        for name in names:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 def test_two_workers_share_one_study_on_postgresql(tmp_path, tiny_set, scratch_databases):

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.ablate.attrs import CELL, REASON, RUN_ID, SURPLUS
@@ -38,6 +39,7 @@ from harness.ablate.trial import TrialRunner
 from harness.faults import crash_point
 from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, redact
 
+STORE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
 __all__ = ["Cell", "Prepared", "Settings", "cells", "prepare_study", "run_study", "total_cells"]
 
 
@@ -117,17 +119,28 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
     prepared = prepared or prepare_study(study, settings)
     optuna_study, tracker, parent = prepared.optuna_study, prepared.tracker, prepared.parent_run_id
     runner = TrialRunner(study, tracker, settings.home, parent, settings.runtime_overrides,
-                         settings.checkpoint_dir)
+                         settings.checkpoint_dir, settings.heartbeat.grace)
     total = total_cells(study)
     bar = _progress_bar(study.name, total, settings.progress)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per trial
     surplus_streak = 0
+    outage: float | None = None  # when the storage stopped answering, if it has
     try:
         while True:
-            _fail_stale_trials(optuna_study)
-            retry_unfinished(optuna_study, tracker, settings.heartbeat.grace)
-            current = cells(optuna_study)
+            try:
+                _fail_stale_trials(optuna_study)
+                retry_unfinished(optuna_study, tracker, settings.heartbeat.grace)
+                current = cells(optuna_study)
+            except STORE_ERRORS as error:  # a database blip: no worker can move on either
+                outage = outage or time.monotonic()
+                if time.monotonic() - outage > settings.heartbeat.grace:
+                    raise
+                print(f"storage unreachable ({redact(str(error)).splitlines()[0][:160]}); "
+                      "trying again", file=sys.stderr)
+                time.sleep(settings.poll_seconds)
+                continue
+            outage = None
             done = sum(c.done for c in current)
             if bar is not None:
                 bar.n = done
@@ -162,6 +175,12 @@ def _one_trial(optuna_study: optuna.Study, runner: TrialRunner, summary) -> None
     lost_before = len(runner.lost)
     try:
         optuna_study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=[summary])
+    except STORE_ERRORS as error:
+        # The trial's result could not be stored: it stays RUNNING, its heartbeat stops, and
+        # it is retried from its final checkpoint once the storage answers again.
+        why = redact(str(error)).splitlines()[0][:160]
+        print(f"storage unreachable at the end of a trial ({why}); it will be retried",
+              file=sys.stderr)
     except ValueError:
         # Optuna cannot tell a trial another worker already failed: this worker was fenced off.
         if len(runner.lost) == lost_before:

@@ -9,6 +9,7 @@ machine that can read the checkpoint location.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,11 @@ from harness.train.config import RunConfig
 from harness.train.fence import Fence, Fenced
 from harness.train.run import RunStopped, TrainingFailed, TrainResult, end_with_reason, train
 
+_log = logging.getLogger(__name__)
 MAX_RAISES = 3  # attempts of a cell that raise (not NaN: that repeats) before it is FAIL for good
+# A trial that starts while the tracking server restarts waits for it, as long as MLflow's own
+# client retries a request (7 retries, backoff factor 2: about 4 minutes).
+TRACKING_PATIENCE = 240.0
 
 
 class PrunedRun(RunStopped):
@@ -76,6 +81,7 @@ class TrialRunner:
     parent_run_id: str
     runtime_overrides: tuple[str, ...] = ()
     checkpoint_root: str | None = None  # default HOME/checkpoints; shared by every worker
+    grace: int = 30  # heartbeat grace period: how long a store outage can be ridden out
     lost: list[tuple[int, str]] = field(default_factory=list)  # trials this worker was fenced off
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
@@ -131,7 +137,13 @@ class TrialRunner:
             self.tracker.set_tags(run_id, {"harness.trial": str(trial.number)})
 
         def checkpointed(step: int) -> None:  # a retry elsewhere knows one was written
-            trial.set_user_attr(CHECKPOINT_STEP, step)
+            try:
+                trial.set_user_attr(CHECKPOINT_STEP, step)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise Fenced(f"trial {trial.number} was finished by another worker") from None
+            except Exception as error:  # a database blip: the next checkpoint records it
+                _log.warning("checkpoint step %d not recorded on trial %d (%s)", step,
+                             trial.number, str(error).splitlines()[0][:200])
 
         callbacks = [ReportToPruner(trial)] if self.study.pruner != "none" else []
         start = time.perf_counter()
@@ -141,8 +153,10 @@ class TrialRunner:
                            resume=resume, continue_run=continue_run,
                            checkpoint_root=self.checkpoint_root,
                            parent_run_id=self.parent_run_id, tags=tags, callbacks=callbacks,
-                           progress_bar=False, fence=Fence(lambda: lost(trial)),
-                           on_run_started=started, on_checkpoint=checkpointed)
+                           progress_bar=False,
+                           fence=Fence(lambda: lost(trial), outage_seconds=self.grace),
+                           on_run_started=started, on_checkpoint=checkpointed,
+                           tracking_patience=TRACKING_PATIENCE)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
         if self.study.evaluate:  # logged as eval/* metrics on the trial's own run

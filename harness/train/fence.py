@@ -9,10 +9,13 @@ then stops without touching the run or the checkpoint.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import lightning.pytorch as pl
+
+_log = logging.getLogger(__name__)
 
 
 class Fenced(Exception):
@@ -25,17 +28,32 @@ class Fence:
     Checked before every checkpoint and validation, and before other writes at most once every
     `recheck_seconds` of this process's own time: a pause (SIGSTOP, a partition) makes that
     time jump, so the first write after waking always asks again.
+
+    A store that cannot be asked (a database blip) is not a lost trial: training goes on for up
+    to `outage_seconds` (the grace period: no other worker can take the trial over sooner)
+    since the last answer, asking again at every write.
     """
 
-    def __init__(self, lost: Callable[[], str | None], recheck_seconds: float = 1.0):
+    def __init__(self, lost: Callable[[], str | None], recheck_seconds: float = 1.0,
+                 outage_seconds: float = 30.0):
         self._lost = lost
         self.recheck_seconds = recheck_seconds
-        self._confirmed = float("-inf")
+        self.outage_seconds = outage_seconds
+        self._confirmed = time.monotonic()  # a trial is its worker's when it starts
 
     def check(self, always: bool = False) -> None:
-        if not always and time.monotonic() - self._confirmed < self.recheck_seconds:
+        since = time.monotonic() - self._confirmed
+        if not always and since < self.recheck_seconds:
             return
-        reason = self._lost()
+        try:
+            reason = self._lost()
+        except Exception as error:  # SQLAlchemy and drivers raise many types
+            if since > self.outage_seconds:
+                raise Fenced(f"its trial could not be checked for {since:.0f} s ({error})"
+                             ) from None
+            _log.warning("could not check this worker still holds its trial (%s); going on",
+                         str(error).splitlines()[0][:200])
+            return
         if reason is not None:
             raise Fenced(reason)
         self._confirmed = time.monotonic()

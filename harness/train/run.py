@@ -84,6 +84,7 @@ def train(
     fence: Fence | None = None,
     on_run_started: Callable[[str, str], None] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    tracking_patience: float = 0.0,
 ) -> TrainResult:
     """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
 
@@ -94,10 +95,11 @@ def train(
     raises `Fenced` the run and its checkpoint are left as they are. `on_run_started(run_id,
     checkpoint_location)` is called once the MLflow run exists, before step 0 (the study runner
     records both on its trial, so a retry can resume them); `on_checkpoint(step)` once each
-    checkpoint is in place.
+    checkpoint is in place. `tracking_patience`: seconds to wait for a tracking server that does
+    not answer before giving up (0: fail at once, before anything else).
     """
     uri = resolve_tracking_uri(tracking_uri, home)
-    check_tracking_uri(uri)
+    check_tracking_uri(uri, tracking_patience)
     keep_freed_memory()  # reuse each step's freed buffers instead of faulting them in again
     run_id = continue_run
     resumed_step = 0
