@@ -13,8 +13,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
+from test_ablate_workers import study_file
 
 import harness
 from harness.cli import main
@@ -38,15 +38,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def study_file(tmp_path: Path, tiny_set: dict, name: str, steps: int, val_every: int,
-               axes: dict, seeds: list[int]) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name, "base": {"preset": "memoryformer-nano", "set": tiny_set},
-        "budget": {"steps": steps, "val_every": val_every}, "axes": axes, "seeds": seeds}))
-    return path
 
 
 def ablate(path: Path, cwd: Path, *args: str, env: dict[str, str]) -> subprocess.Popen:

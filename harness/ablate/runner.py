@@ -175,18 +175,29 @@ def _one_trial(optuna_study: optuna.Study, runner: TrialRunner, summary) -> None
     lost_before = len(runner.lost)
     try:
         optuna_study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=[summary])
-    except STORE_ERRORS as error:
+    except Exception as error:
+        if len(runner.lost) > lost_before:
+            # Optuna cannot tell a trial another worker already failed: this one was fenced off.
+            number, why = runner.lost[-1]
+            print(f"trial {number} stopped, nothing written: {why}", file=sys.stderr)
+            return
+        store_error = _store_error(error)
+        if store_error is None:
+            raise
         # The trial's result could not be stored: it stays RUNNING, its heartbeat stops, and
         # it is retried from its final checkpoint once the storage answers again.
-        why = redact(str(error)).splitlines()[0][:160]
+        why = redact(str(store_error)).splitlines()[0][:160]
         print(f"storage unreachable at the end of a trial ({why}); it will be retried",
               file=sys.stderr)
-    except ValueError:
-        # Optuna cannot tell a trial another worker already failed: this worker was fenced off.
-        if len(runner.lost) == lost_before:
-            raise
-        number, why = runner.lost[-1]
-        print(f"trial {number} stopped, nothing written: {why}", file=sys.stderr)
+
+
+def _store_error(error: BaseException | None) -> BaseException | None:
+    """The storage error behind `error` (Optuna may raise another while handling one)."""
+    while error is not None:
+        if isinstance(error, STORE_ERRORS):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _fail_stale_trials(optuna_study: optuna.Study) -> None:

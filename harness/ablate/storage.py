@@ -18,6 +18,7 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import optuna
@@ -73,8 +74,16 @@ class HarnessStorage(optuna.storages.RDBStorage):
         try:
             super().record_heartbeat(trial_id)
         except Exception as error:  # SQLAlchemy and drivers raise many types
-            _log.warning("heartbeat of trial id %d not recorded (%s); retrying in %s s",
-                         trial_id, redact(str(error)).splitlines()[0], self.heartbeat_interval)
+            if trial_id not in self._missed:  # once per outage
+                _log.warning("heartbeat of trial id %d not recorded (%s); retrying every %s s",
+                             trial_id, redact(str(error)).splitlines()[0], self.heartbeat_interval)
+            self._missed.add(trial_id)
+        else:
+            self._missed.discard(trial_id)
+
+    @cached_property
+    def _missed(self) -> set[int]:
+        return set()
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)

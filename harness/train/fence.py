@@ -40,6 +40,7 @@ class Fence:
         self.recheck_seconds = recheck_seconds
         self.outage_seconds = outage_seconds
         self._confirmed = time.monotonic()  # a trial is its worker's when it starts
+        self._warned = False  # once per outage
 
     def check(self, always: bool = False) -> None:
         since = time.monotonic() - self._confirmed
@@ -51,12 +52,16 @@ class Fence:
             if since > self.outage_seconds:
                 raise Fenced(f"its trial could not be checked for {since:.0f} s ({error})"
                              ) from None
-            _log.warning("could not check this worker still holds its trial (%s); going on",
-                         str(error).splitlines()[0][:200])
+            if not self._warned:
+                _log.warning("could not check this worker still holds its trial (%s); going "
+                             "on for up to %.0f s", str(error).splitlines()[0][:200],
+                             self.outage_seconds)
+                self._warned = True
             return
         if reason is not None:
             raise Fenced(reason)
         self._confirmed = time.monotonic()
+        self._warned = False
 
 
 class FenceCheck(pl.Callback):
