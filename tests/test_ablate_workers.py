@@ -99,6 +99,8 @@ def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny
     assert len([r for r in runs if r.data.tags.get("harness.role") == "trial"]) == 2
 
 
+# tests/test_tracking_server.py runs three workers on PostgreSQL (through a tracking server) in CI
+@pytest.mark.slow
 def test_two_workers_share_one_study_on_postgresql(tmp_path, tiny_set, scratch_databases):
     optuna_url, mlflow_url = scratch_databases
     path = study_file(tmp_path, tiny_set, "shared", steps=30, val_every=10,
@@ -122,27 +124,34 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, tiny_set, scratch_d
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-def test_bad_input_exits_2_before_any_trial_and_changes_nothing(tmp_path, tiny_set):
+def test_bad_input_exits_2_before_any_trial_and_changes_nothing(tmp_path, tiny_set, capsys,
+                                                               monkeypatch):
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the embedded stores under ./.harness, as for a user
+
+    def ablate_here(path: Path, *args: str) -> tuple[int, str]:
+        code = main(["ablate", str(path), "--quiet", *args])
+        return code, capsys.readouterr().err
+
     path = study_file(tmp_path, tiny_set, "fixed", steps=2, val_every=1,
                       axes={"model.chunk_size": [4]}, seeds=[0])
-    assert ablate(path, tmp_path).returncode == 0
+    assert ablate_here(path)[0] == 0
     before = len(optuna.load_study(study_name="fixed", storage=storage_url(tmp_path)).trials)
 
     changed = study_file(tmp_path, tiny_set, "fixed", steps=3, val_every=1,
                          axes={"model.chunk_size": [4]}, seeds=[0])
-    result = ablate(changed, tmp_path)
-    assert result.returncode == 2
-    assert "harness ablate: error: name: a study named 'fixed' already exists" in result.stderr
+    code, err = ablate_here(changed)
+    assert code == 2
+    assert "harness ablate: error: name: a study named 'fixed' already exists" in err
     unaffordable = study_file(tmp_path, tiny_set, "big", steps=2, val_every=1,
                               axes={"model.bucket_bits": [8, 40]}, seeds=[0])
-    result = ablate(unaffordable, tmp_path)
-    assert result.returncode == 2 and "= 1.5 PiB in fp32" in result.stderr
-    result = ablate(path, tmp_path, "--storage", "postgresql://u:secret@127.0.0.1:1/none")
-    assert result.returncode == 2 and "storage: postgresql://u:***@127.0.0.1:1/none is " \
-                                      "unreachable" in result.stderr
-    assert "secret" not in result.stderr
-    result = ablate(tmp_path / "missing.yaml", tmp_path)
-    assert result.returncode == 2 and "study: " in result.stderr
+    code, err = ablate_here(unaffordable)
+    assert code == 2 and "= 1.5 PiB in fp32" in err
+    code, err = ablate_here(path, "--storage", "postgresql://u:secret@127.0.0.1:1/none")
+    assert code == 2 and "storage: postgresql://u:***@127.0.0.1:1/none is unreachable" in err
+    assert "secret" not in err
+    code, err = ablate_here(tmp_path / "missing.yaml")
+    assert code == 2 and "study: " in err and "Traceback" not in err
     study = optuna.load_study(study_name="fixed", storage=storage_url(tmp_path))
     assert len(study.trials) == before
-    assert "Traceback" not in result.stderr
