@@ -42,3 +42,9 @@ def test_unset_runtime_flags_stay_unset_in_workers():
     assert settings.runtime_overrides == ()
     assert Settings("s", "t", devices=4, strategy="ddp").runtime_overrides == (
         "train.devices=4", "train.strategy=ddp")
+
+
+def test_a_database_server_gets_a_grace_period_that_rides_out_a_failover():
+    assert Heartbeat.for_storage("sqlite:///o.db") == Heartbeat(interval=10, grace=30)
+    assert Heartbeat.for_storage("postgresql://db/optuna") == Heartbeat(interval=20, grace=180)
+    assert Heartbeat.for_storage("postgresql://db/optuna", 5, 60) == Heartbeat(5, 60)
