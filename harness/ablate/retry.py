@@ -14,14 +14,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.ablate.attrs import CARRIED, DEATHS, REASON, RUN_ID
-from harness.ablate.cells import cells
+from harness.ablate.cells import Cell
 from harness.tracking import Tracker
 
 
-def retry_unfinished(optuna_study: optuna.Study, tracker: Tracker, grace: int) -> int:
-    """Enqueue a retry of every cell whose latest attempt failed without being its result."""
+def retry_unfinished(optuna_study: optuna.Study, current: list[Cell], tracker: Tracker,
+                     grace: int) -> int:
+    """Enqueue a retry of every cell whose latest attempt failed without being its result;
+    `current` is `cells(optuna_study)` as the caller just read it."""
     retried = 0
-    for cell in cells(optuna_study):
+    for cell in current:
         if cell.trial.state == TrialState.FAIL and not cell.done:
             retry(optuna_study, cell.trial, tracker, grace)
             retried += 1

@@ -130,8 +130,9 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
         while True:
             try:
                 _fail_stale_trials(optuna_study)
-                retry_unfinished(optuna_study, tracker, settings.heartbeat.grace)
                 current = cells(optuna_study)
+                if retry_unfinished(optuna_study, current, tracker, settings.heartbeat.grace):
+                    current = cells(optuna_study)
             except STORE_ERRORS as error:  # a database blip: no worker can move on either
                 outage = outage or time.monotonic()
                 if time.monotonic() - outage > settings.heartbeat.grace:

@@ -199,8 +199,7 @@ class TrialRunner:
 
     def _unrecorded_run(self, trial: optuna.Trial) -> str | None:
         """The run an earlier attempt created but died before recording on its trial."""
-        earlier = trial.study.get_trials(deepcopy=False)
-        mine = next(t for t in earlier if t.number == trial.number)
+        mine = trial.study._storage.get_trial(trial._trial_id)  # optuna.Trial hides system attrs
         for number in mine.system_attrs.get("retry_history", []):
             runs = self.tracker.find_runs(self.study.name, {
                 "harness.role": "trial", "harness.trial": str(number),
