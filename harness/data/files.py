@@ -6,7 +6,7 @@ import bisect
 import itertools
 from pathlib import Path
 
-from harness.data.corpora import TEXT_SUFFIXES, Document
+from harness.data.documents import TEXT_SUFFIXES, Document
 
 
 def path_documents(path: Path, parts: int) -> list[Document]:

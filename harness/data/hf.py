@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.data.corpora import ALLOWED, HF_PREFIX, Document
+from harness.data.documents import ALLOWED, HF_PREFIX, Document
 from harness.errors import ConfigError
 
 
