@@ -20,7 +20,6 @@ reads reach. FLOPs are multiply-adds (harness.models.cost).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import time
@@ -33,12 +32,12 @@ from torch import nn
 
 from harness.allocator import keep_freed_memory
 from harness.models import MemoryLayer, fused_lookup
+from harness.models.cost import TRAINING_FLOPS_FACTOR
 from harness.models.memory_layer import TABLE_STORAGES
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PASSES = ("forward", "forward+backward")
 WARMUP = 2  # untimed calls of each step before its repeats
-BACKWARD_FACTOR = 3  # nn.Linear forward + input gradient + weight gradient, each T*in*out
 
 
 @dataclass(frozen=True)
@@ -164,9 +163,10 @@ def run_bench(
                 linear = nn.Linear(width, width, bias=False)
                 memory = MemoryLayer(width, width, chunk_size=chunk_size)
                 x = torch.randn(tokens, width)
-            linear, memory, x = (t.to(DTYPES[dtype]) for t in (linear, memory, x))
-            reference = copy.deepcopy(memory)
-            reference.kernel = "reference"
+                reference = MemoryLayer(width, width, chunk_size=chunk_size, kernel="reference")
+            linear, memory, reference, x = (t.to(DTYPES[dtype])
+                                            for t in (linear, memory, reference, x))
+            reference.load_state_dict(memory.state_dict())  # the same tables and hashing
             for pass_name in passes:
                 backward = pass_name == "forward+backward"
                 for storage in _storages(dtype, backward, storages):
@@ -205,7 +205,8 @@ def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kern
         width=width, tokens=tokens, dtype=dtype, passes=pass_name, table_storage=storage,
         kernel=kernel, threads=torch.get_num_threads(), bandwidth=bandwidth,
         linear_ms=ms["linear"], memory_ms=ms["memory"], reference_ms=ms.get("reference"),
-        linear_flops=forward_flops * (BACKWARD_FACTOR if pass_name != "forward" else 1),
+        # forward + input gradient + weight gradient, T * in * out each (models/cost.py)
+        linear_flops=forward_flops * (TRAINING_FLOPS_FACTOR if pass_name != "forward" else 1),
         memory_read_bytes=tokens * rows_per_token * value_bytes,
         table_bytes=memory.tables.numel() * value_bytes,
         linear_intensity=forward_flops / moved,

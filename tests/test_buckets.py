@@ -1,12 +1,25 @@
-"""Bucket-usage statistics (the paper's Figure 4) on known counts and on a real layer."""
+"""Bucket-usage statistics (the paper's Figure 4) on known counts, on a real layer, and as the
+training callbacks log them (with peak memory and throughput)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from harness.models import MemoryLayer
+from harness.models.cost import flops_per_token
+from harness.runs import records
+from harness.runs.config import build_run_config
 from harness.train.buckets import BucketCounter, usage
+from harness.train.callbacks import BucketUsageMonitor, PeakMemoryMonitor, Throughput
+from harness.train.fence import Fence, Fenced
+from harness.train.logger import TrackerLogger
+from harness.train.module import CausalLM
 
 
 def test_usage_of_known_counts():
@@ -33,3 +46,72 @@ def test_counter_counts_every_selected_bucket_while_attached():
         expected[k] += torch.bincount(row, minlength=16)
     assert torch.equal(counter.counts["0"], expected)
     assert counter.counts["1"].sum() == 15 * 2
+
+
+class RecordingTracker:
+    """Stands in for Tracker under TrackerLogger: keeps each metric and each artifact's arrays
+    (read at once: the callback writes the file into a temporary directory)."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+        self.artifacts: list[tuple[str | None, str, dict[str, np.ndarray]]] = []
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self.metrics.update(metrics)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        with np.load(path) as arrays:
+            self.artifacts.append((artifact_path, path.name, {k: arrays[k] for k in arrays}))
+
+
+SEQ, VAL_SEQUENCES = 16, 8
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers.*")
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+def test_fit_end_logs_every_layers_counts_as_buckets_npz(tmp_path):
+    config = build_run_config("memoryformer-nano", [
+        "model.n_layer=1", "model.d_model=32", "model.n_head=2", "model.vocab_size=64",
+        "model.kernel=reference", "train.max_steps=4"])
+    module = CausalLM(config)
+    train = DataLoader(torch.randint(0, 64, (16, SEQ + 1)), batch_size=4)
+    val = DataLoader(torch.randint(0, 64, (VAL_SEQUENCES, SEQ + 1)), batch_size=4)
+    tracker = RecordingTracker()
+    flops = flops_per_token(config.model, SEQ)
+    trainer = pl.Trainer(
+        max_steps=4, val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        logger=TrackerLogger(tracker, "run", "test"), accelerator="cpu", log_every_n_steps=1,
+        callbacks=[PeakMemoryMonitor(), BucketUsageMonitor(), Throughput(1, 1, flops)],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+
+    assert len(tracker.artifacts) == 1  # at the end of the fit, not at each validation
+    artifact_path, name, counts = tracker.artifacts[0]
+    assert (artifact_path, name) == (None, "buckets.npz")
+    layers = {n: m for n, m in module.model.named_modules() if isinstance(m, MemoryLayer)}
+    assert set(counts) == set(layers) == {"blocks.0.qkv", "blocks.0.ffn.layer_in",
+                                          "blocks.0.ffn.layer_out"}
+    for layer_name, layer in layers.items():
+        hits = counts[layer_name]
+        assert hits.dtype == np.int64 and hits.shape == (layer.num_tables, 2**layer.bucket_bits)
+        # the last validation pass: each table picks one bucket per token it saw
+        assert (hits.sum(-1) == VAL_SEQUENCES * SEQ).all()
+    assert tracker.metrics[records.PEAK_BYTES] > 0
+    assert tracker.metrics[records.TRAIN_FLOPS_PER_S] == pytest.approx(
+        3 * flops * tracker.metrics[records.TOKENS_PER_S])
+
+    trainer.validate(module, dataloaders=val, verbose=False)  # as train() does after an odd end
+    assert len(tracker.artifacts) == 2 and set(tracker.artifacts[1][2]) == set(layers)
+
+
+def test_logged_artifacts_are_fenced(tmp_path):
+    tracker = RecordingTracker()
+    logger = TrackerLogger(tracker, "run", "test", fence=Fence(lambda: "taken over", 0.0))
+    path = tmp_path / "buckets.npz"
+    np.savez(path, layer=np.zeros(3, dtype=np.int64))
+    with pytest.raises(Fenced, match="taken over"):
+        logger.log_artifact(path)
+    assert tracker.artifacts == []
+    TrackerLogger(tracker, "run", "test").log_artifact(path, "extra")
+    assert tracker.artifacts[0][:2] == ("extra", "buckets.npz")

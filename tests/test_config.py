@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from harness.models import ConfigError, ModelConfig, model_size, pair_of, preset, preset_names
+from harness.models import (
+    ConfigError,
+    MemoryLayer,
+    ModelConfig,
+    build_model,
+    model_size,
+    pair_of,
+    preset,
+    preset_names,
+)
+from harness.runs.config import build_run_config
 
 
 @pytest.mark.parametrize("changes, field, allowed", [
     (dict(kind="sparse"), "kind", "memoryformer, dense"),
     (dict(weighting="softmax"), "weighting", "paper, l1"),
     (dict(ffn_activation="relu"), "ffn_activation", "none, gelu"),
+    (dict(kernel="cuda"), "kernel", "auto, fused, reference"),
     (dict(n_head=7), "n_head", "a divisor of 512"),
     (dict(chunk_size=600), "chunk_size", "1..512"),
     (dict(d_model=0), "d_model", "integers >= 1"),
@@ -109,3 +120,15 @@ def test_table_sizes_the_paper_reports():
     for chunk, tables, megabytes in [(4, 128, 2.1), (8, 64, 16.8), (10, 51, 53.5)]:
         qkv = tiny.replace(chunk_size=chunk, num_tables=tables).memory_layers()[0]
         assert fp16_mb(qkv.table_values // 3) == megabytes
+
+
+def test_kernel_reaches_every_memory_layer():
+    config = build_run_config("memoryformer-nano", ["model.kernel=reference", "model.n_layer=2"])
+    layers = [m for m in build_model(config.model).modules() if isinstance(m, MemoryLayer)]
+    assert len(layers) == 2 * 3 and {layer.kernel for layer in layers} == {"reference"}
+    default = build_model(preset("memoryformer-nano", n_layer=1))
+    assert {m.kernel for m in default.modules() if isinstance(m, MemoryLayer)} == {"auto"}
+    with pytest.raises(ConfigError) as error:
+        build_run_config("memoryformer-nano", ["model.kernel=triton"])
+    assert error.value.field == "model.kernel"
+    assert "allowed: auto, fused, reference" in str(error.value)

@@ -9,7 +9,16 @@ import pytest
 from harness.errors import ConfigError
 from harness.metrics.accounting import block_flops, flops_report, format_flops
 from harness.models import model_size, preset, preset_names
-from harness.models.cost import block_cost, flops_per_token, model_cost, paper_non_attention
+from harness.models.cost import (
+    TRAINING_FLOPS_FACTOR,
+    block_cost,
+    flops_per_token,
+    model_cost,
+    paper_non_attention,
+    recorded_costs,
+    training_flops_per_token,
+)
+from harness.runs import records
 
 S = 2048
 # Table 1, FLOPs per block at s = 2048, in units of 1e9: (without attention, total).
@@ -157,3 +166,47 @@ def test_format_flops_names_the_attention():
     report = flops_report("pythia-410m", S, attention="linformer", attention_features=64)
     assert (report["attention_kind"], report["attention_features"]) == ("linformer", 64)
     assert flops_report("pythia-410m", S)["attention_features"] is None
+
+
+def test_training_flops_are_three_forwards():
+    cfg = preset("memoryformer-nano")
+    assert TRAINING_FLOPS_FACTOR == 3
+    assert training_flops_per_token(cfg, 64) == 3 * flops_per_token(cfg, 64)
+
+
+@pytest.mark.parametrize("name, seq_len", [
+    ("memoryformer-tiny", S), ("pythia-70m", S), ("memoryformer-nano", 64), ("dense-nano", 64)])
+def test_recorded_costs_are_the_reports_formulas(name, seq_len):
+    cfg = preset(name)
+    d, s, vocab, layers = cfg.d_model, seq_len, cfg.vocab_size, cfg.n_layer
+    k, bits = cfg.resolved_num_tables, cfg.resolved_bucket_bits
+    memory = cfg.kind == "memoryformer"
+    block = 6 * k * d if memory else (4 + 2 * cfg.mlp_ratio) * d * d
+    block_flops = (flops_per_token(cfg, s) - d * vocab) / layers
+    expected = {
+        "paper_flops_per_token": layers * (block + 2 * s * d) + d * vocab,
+        "block_flops_per_token": block_flops,
+        "block_flops_per_token_no_attention": block_flops - 2 * s * d,
+    }
+    if memory:
+        size = model_size(cfg)
+        q_table_bytes = k * 2**bits * d * size.table_bytes / size.table_params
+        expected |= {"q_flops_per_token": k * d, "q_table_bytes": q_table_bytes,
+                     "ffn_table_bytes_per_block": size.table_bytes / layers - 3 * q_table_bytes}
+    costs = recorded_costs(cfg, s)
+    assert costs == expected
+    assert all(isinstance(value, float) for value in costs.values())
+    # the keys are the records contract's cost/* names, less the prefix
+    names = {records.COST_PAPER_FLOPS, records.COST_BLOCK_FLOPS, records.COST_BLOCK_FLOPS_NO_ATTN,
+             records.COST_Q_FLOPS, records.COST_Q_TABLE_BYTES, records.COST_FFN_TABLE_BYTES}
+    assert {f"cost/{key}" for key in costs} == (
+        names if memory else names - {records.COST_Q_FLOPS, records.COST_Q_TABLE_BYTES,
+                                      records.COST_FFN_TABLE_BYTES})
+
+
+def test_recorded_costs_match_the_papers_tables():
+    tiny = recorded_costs(preset("memoryformer-tiny"), S)
+    assert tiny["q_table_bytes"] == 64 * 256 * 512 * 4  # Table 3: K 2^b d values, in fp32
+    # Table 5's Memory Block: layer 1, K tables of (c + e) K values; layer 2, K of d values
+    assert tiny["ffn_table_bytes_per_block"] == 64 * 4 * (256 * 640 + 1024 * 512)
+    assert round(tiny["block_flops_per_token_no_attention"] * S / 1e9, 1) == 0.4  # Table 1

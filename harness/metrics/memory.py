@@ -128,12 +128,18 @@ class PeakMemoryMeter:
             raise RuntimeError("PeakMemoryMeter.stop() called before start()")
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-        elif self._method == "vm_hwm":
-            peak = _proc_status_bytes("VmHWM")
-        else:
-            peak = _max_rss_bytes()
+        peak = (_proc_status_bytes("VmHWM") if self._method == "vm_hwm"
+                else lifetime_peak_bytes(self.device))
         return PeakMemory(str(self.device), self._method, self._before, peak)
+
+
+def lifetime_peak_bytes(device: torch.device | str = "cpu") -> int:
+    """Peak without a start(): CUDA's allocator peak since its last reset, or this process's
+    lifetime peak resident set on CPU (ru_maxrss)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return _max_rss_bytes()
 
 
 def measure_peak(step: Callable[[], object], device: torch.device | str = "cpu") -> PeakMemory:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
-from harness.models.memory_layer import WEIGHTINGS
+from harness.models.memory_layer import KERNELS, WEIGHTINGS
 from harness.validate import ConfigFields, check_choice, check_int, check_number, check_str
 
 KINDS = ("memoryformer", "dense")
@@ -61,6 +61,10 @@ class ModelConfig(ConfigFields):
     ffn_activation: str = "none"  # one of FFN_ACTIVATIONS; the paper uses none (Table 6)
     hash_seed: int = 0  # seeds the permutation stream, SimHash hyperplanes, Performer features
     max_layer_table_gib: float = 8.0  # refuse a single memory layer whose tables exceed this
+    # one of KERNELS, the lookup path of every memory layer: auto = the fused CPU kernel where it
+    # applies, else the reference path; HARNESS_FUSED_LOOKUP=0 still overrides auto to reference
+    # everywhere (and makes fused an error), without changing the config. Same results either way.
+    kernel: str = "auto"
 
     # Dense baseline
     mlp_ratio: int = 4
@@ -127,6 +131,7 @@ def _validate(cfg: ModelConfig) -> None:
     check_str("name", cfg.name)
     check_choice("kind", cfg.kind, KINDS)
     check_choice("weighting", cfg.weighting, WEIGHTINGS)
+    check_choice("kernel", cfg.kernel, KERNELS)
     check_choice("ffn_activation", cfg.ffn_activation, FFN_ACTIVATIONS)
     check_choice("attention", cfg.attention, ATTENTIONS)
     for name in ("vocab_size", "context_length", "n_layer", "d_model", "n_head", "chunk_size",

@@ -27,7 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.models.config import MemoryLayerSpec, ModelConfig
+from harness.models.sizes import model_size
 
+# A training step costs 3 forwards: the forward, the input gradient and the weight (or table)
+# gradient, each costed as one forward pass. For nn.Linear the two gradients are exactly a forward's
+# multiply-adds each; for a memory layer they are the gradient of each read row's weight p
+# (dy . T[idx], one multiply-add per value read) and the scatter of p dy into the read rows (one
+# per value written), so the same count holds. Hash, weight and optimiser work are not counted.
+TRAINING_FLOPS_FACTOR = 3
 # mean, centre, variance (one multiply-add), scale by 1/std, affine (one multiply-add)
 LAYER_NORM_PER_VALUE = 5
 # scale by 1/sqrt(hs), running max, exp(x - max), sum, divide; the causal mask is a select
@@ -197,12 +204,44 @@ def flops_per_token(config: ModelConfig, seq_len: int, elementwise: bool = False
     """Forward FLOPs per token of the whole model on sequences of seq_len tokens.
 
     Matrix-like multiply-adds only unless `elementwise`. Attention makes it grow with seq_len.
-    Forward only: the usual "backward = 2 x forward" does not hold for memory layers, whose
-    input gradient flows only through the weights p (SPEC section 1, item 6).
+    Forward only; a training step's FLOPs are TRAINING_FLOPS_FACTOR times these.
     """
     cost = model_cost(config, seq_len)
     flops = cost.total_with_elementwise if elementwise else cost.total
     return flops // seq_len  # every term is a multiple of seq_len
+
+
+def training_flops_per_token(config: ModelConfig, seq_len: int) -> int:
+    """FLOPs per token of one training step (forward and backward), at TRAINING_FLOPS_FACTOR."""
+    return TRAINING_FLOPS_FACTOR * flops_per_token(config, seq_len)
+
+
+def recorded_costs(config: ModelConfig, seq_len: int) -> dict[str, float]:
+    """What the report shows beside the exact count, as a run records it ("cost/" + each key).
+
+    The paper's approximation per token: n_layer (block + 2 s d) + d V, block = 6 K d for a
+    MemoryFormer (six d-wide memory layers, K d each) or (4 + 2 mlp_ratio) d^2 for a dense one.
+    One block's share of the exact count (LM head d V removed), with and without attention's
+    2 s d. MemoryFormer only: the Q layer alone (Table 3), K d weighted sums per token and
+    K 2^b d table values; the Memory Block's table bytes per block (Table 5), a block's tables
+    less its three d-wide Q, K, V layers.
+    """
+    d, s, vocab, layers = config.d_model, seq_len, config.vocab_size, config.n_layer
+    k, bits = config.resolved_num_tables, config.resolved_bucket_bits
+    memory = config.kind == "memoryformer"
+    block = 6 * k * d if memory else (4 + 2 * config.mlp_ratio) * d * d
+    block_flops = (flops_per_token(config, seq_len) - d * vocab) / layers
+    costs = {
+        "paper_flops_per_token": float(layers * (block + 2 * s * d) + d * vocab),
+        "block_flops_per_token": block_flops,
+        "block_flops_per_token_no_attention": block_flops - 2 * s * d,
+    }
+    if not memory:
+        return costs
+    size = model_size(config)
+    q_table_bytes = k * 2.0**bits * d * (size.table_bytes / size.table_params)
+    return {**costs, "q_flops_per_token": float(k * d), "q_table_bytes": q_table_bytes,
+            "ffn_table_bytes_per_block": size.table_bytes / layers - 3 * q_table_bytes}
 
 
 def paper_non_attention(config: ModelConfig, seq_len: int) -> int | None:

@@ -27,6 +27,7 @@ def memory_layer(spec: MemoryLayerSpec, config: ModelConfig, seed: int) -> Memor
         weighting=config.weighting,
         seed=seed,
         init_std=config.init_std,
+        kernel=config.kernel,
     )
 
 

@@ -1,21 +1,26 @@
 """What every run measures besides the loss: throughput, wall time, peak memory, bucket usage.
 
 Each callback logs through the trainer's logger at the step it measured, under its own prefix:
-`perf/`, `mem/`, `buckets/`.
+`perf/`, `mem/`, `buckets/` (names from harness.runs.records).
 """
 
 from __future__ import annotations
 
-import resource
-import sys
+import tempfile
 import time
+from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from harness.faults import crash_point
-from harness.metrics.memory import PeakMemoryMeter
+from harness.metrics.memory import PeakMemoryMeter, lifetime_peak_bytes
+from harness.models.cost import TRAINING_FLOPS_FACTOR
+from harness.runs import records
 from harness.train.buckets import BucketCounter
+
+BUCKETS_ARTIFACT = "buckets.npz"
 
 
 def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
@@ -28,9 +33,7 @@ class Throughput(pl.Callback):
     excluding the first `warmup_steps` of this process; and wall time of the whole fit.
 
     `flops_per_token` (forward, exact count) turns tokens/s into achieved training FLOP/s at
-    3x forward: the backward of a linear layer costs two of its forwards (input and weight
-    gradients), and so does a memory layer's (gradient of each read row's weight, dy . T[idx],
-    and the scatter of p dy into the read rows).
+    models/cost.py's convention, TRAINING_FLOPS_FACTOR forwards per training step.
     """
 
     def __init__(self, warmup_steps: int, log_every: int, flops_per_token: float | None = None):
@@ -68,28 +71,20 @@ class Throughput(pl.Callback):
         _log(trainer, self.metrics())
 
     def metrics(self) -> dict[str, float]:
-        out = {"perf/step_seconds": self.step_seconds}
+        out = {records.STEP_SECONDS: self.step_seconds}
         if self.wall_seconds:
-            out["perf/wall_s"] = self.wall_seconds
+            out[records.WALL_SECONDS] = self.wall_seconds
         if not self._seconds:
             return out
         rate = self._tokens / self._seconds
-        out["perf/tokens_per_s"] = rate
+        out[records.TOKENS_PER_S] = rate
         if self.flops_per_token:
-            out["perf/flops_per_token"] = self.flops_per_token
-            out["perf/train_flops_per_s"] = 3 * self.flops_per_token * rate
+            out[records.FLOPS_PER_TOKEN] = self.flops_per_token
+            out[records.TRAIN_FLOPS_PER_S] = TRAINING_FLOPS_FACTOR * self.flops_per_token * rate
         return out
 
 
-def peak_memory_bytes(device: torch.device) -> int:
-    """Peak allocator bytes on CUDA; peak resident set size of this process on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
-
-
-class PeakMemory(pl.Callback):
+class PeakMemoryMonitor(pl.Callback):
     """Peak memory since this fit started: CUDA allocator peak, or the process's resident-set
     high-water mark, reset at fit start (Linux), so a worker that ran an earlier, larger trial
     does not carry that trial's peak forward."""
@@ -108,20 +103,24 @@ class PeakMemory(pl.Callback):
         self._log_peak(trainer, pl_module)
 
     def _log_peak(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # no fit started (a bare validate): the process's lifetime peak
         peak = (self.meter.stop().peak_bytes if self.meter is not None
-                else peak_memory_bytes(pl_module.device))
-        _log(trainer, {"mem/peak_bytes": float(peak)})
+                else lifetime_peak_bytes(pl_module.device))
+        _log(trainer, {records.PEAK_BYTES: float(peak)})
 
 
 class BucketUsageMonitor(pl.Callback):
     """Hit counts of every memory layer's buckets over each validation pass (Figure 4).
 
     Logs the share of never-hit buckets and the normalised hit entropy per layer and averaged;
-    keeps the last pass's counts for the run's `buckets.npz` artifact.
+    writes the last pass's counts as the run's `buckets.npz` artifact (one (K, 2**b) int64 array
+    per layer name) when the fit ends, and again after a validation run on its own (the one
+    `train()` adds when the fit ended between validations), so it holds the final counts.
     """
 
     def __init__(self) -> None:
         self.counter: BucketCounter | None = None
+        self._counted = False  # a real (not sanity-check) pass has filled the counts
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.counter is None:
@@ -135,14 +134,31 @@ class BucketUsageMonitor(pl.Callback):
         summary = self.counter.summary()
         if not summary or trainer.sanity_checking:
             return
+        self._counted = True
         metrics = {}
         for name, stats in summary.items():
-            metrics[f"buckets/{name}/unused_share"] = stats.unused_share
-            metrics[f"buckets/{name}/entropy"] = stats.entropy
-        for key in ("unused_share", "entropy"):
-            values = [getattr(stats, key) for stats in summary.values()]
-            metrics[f"buckets/{key}"] = sum(values) / len(values)
+            for stat in records.BUCKET_STATS:
+                metrics[records.bucket_metric(stat, name)] = getattr(stats, stat)
+        for stat in records.BUCKET_STATS:
+            values = [getattr(stats, stat) for stats in summary.values()]
+            metrics[records.bucket_metric(stat)] = sum(values) / len(values)
         _log(trainer, metrics)
+        if trainer.state.fn == "validate":
+            self._log_counts(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_counts(trainer)
+
+    def _log_counts(self, trainer: pl.Trainer) -> None:
+        log_artifact = getattr(trainer.logger, "log_artifact", None)
+        if not self._counted or log_artifact is None:
+            return
+        assert self.counter is not None
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / BUCKETS_ARTIFACT
+            np.savez_compressed(path, **{name: counts.numpy()
+                                         for name, counts in self.counter.counts.items()})
+            log_artifact(path)
 
 
 class CrashPoints(pl.Callback):
