@@ -17,10 +17,11 @@ import pytest
 from harness.report import paper, plots
 from harness.report.build import write_report
 from harness.report.cells import aggregate, layer_usage, per_run, study_info
-from harness.report.quantities import STANDARD
+from harness.report.quantities import COSTS, STANDARD, legacy_costs
 from harness.report.reader import StudyRecords
 from harness.report.stats import paired, pareto_front
 from harness.report.tables import build_table, format_stat, latex_escape, to_csv, to_markdown
+from harness.runs.records import COST_PAPER_FLOPS
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"  # UPDATE_GOLDEN=1 pytest ... rewrites them
@@ -182,6 +183,47 @@ def test_tables_match_their_golden_files(make, name):
     table, _, _ = _table(make(), name)
     _golden(f"report_{name}_table.md", to_markdown(table))
     _golden(f"report_{name}_table.csv", to_csv(table))
+
+
+def _with_logged_costs(records: StudyRecords) -> StudyRecords:
+    """The runs table as current training records it: cost/* metrics at the legacy formula's
+    values (NaN, i.e. not logged, where it does not apply, as the Q layer of a dense model)."""
+    runs = records.runs.copy()
+    legacy = legacy_costs(runs, runs["tags.model.kind"])
+    for key, name in COSTS.items():
+        runs[f"metrics.{name}"] = legacy[key]
+    return StudyRecords(runs, records.history)
+
+
+@pytest.mark.parametrize("make, name", [(bucket_bits, "bucket-bits"), (quickstart, "quickstart")])
+def test_logged_costs_build_the_table_the_legacy_formulas_build(make, name):
+    records = make()
+    logged = _with_logged_costs(records)
+    trial_rows = logged.runs["tags.harness.role"] == "trial"
+    paper_flops = logged.runs.loc[trial_rows, f"metrics.{COST_PAPER_FLOPS}"]
+    assert paper_flops.notna().all()
+    table, _, _ = _table(records, name)
+    from_metrics, _, _ = _table(logged, name)
+    assert to_markdown(from_metrics) == to_markdown(table)
+    assert to_csv(from_metrics) == to_csv(table)
+
+
+def test_a_logged_cost_wins_over_the_legacy_formula():
+    records = quickstart()
+    runs = records.runs.copy()
+    memory = runs["tags.model.kind"] == "memoryformer"
+    logged = {name: 1000.0 * (i + 1) for i, name in enumerate(COSTS.values())}
+    for name, value in logged.items():  # the dense runs predate cost/*: nothing logged
+        runs.loc[memory, f"metrics.{name}"] = value
+    frame = per_run(runs, study_info("quickstart", runs))
+    ours = frame[frame["kind"] == "memoryformer"]
+    for key, name in COSTS.items():
+        assert ours[key].tolist() == [logged[name]] * 2, key
+    assert frame.loc[frame["kind"] == "dense", "flops_paper"].tolist() == [491520] * 2
+    table, _, _ = _table(StudyRecords(runs, records.history), "quickstart")
+    numbers = table.numbers.set_index("preset")
+    assert numbers.loc["memoryformer-nano", "flops_paper.mean"] == logged[COST_PAPER_FLOPS]
+    assert numbers.loc["dense-nano", "flops_paper.mean"] == 491520
 
 
 def test_table_has_one_row_per_cell_with_the_papers_numbers_beside_ours():

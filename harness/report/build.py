@@ -19,7 +19,7 @@ from harness.report.cells import (
     study_info,
 )
 from harness.report.paper import match_table
-from harness.report.reader import StudyRecords, read_study
+from harness.report.reader import StudyRecords, read_study, tag_column
 from harness.report.summary import Figure, index_markdown, provenance_lines
 from harness.report.tables import build_table, to_csv, to_latex, to_markdown
 
@@ -54,7 +54,8 @@ def build_report(study: str, tracking_uri: str, out: Path | None = None, *, log:
                  dpi: int = 120) -> ReportResult:
     """Read the study from the store, write its report into `out` (default reports/STUDY) and,
     with `log`, attach it to the study's parent run. Raises ConfigError for an unknown study."""
-    from harness.tracking import Tracker, redact
+    from harness.tracking.client import Tracker
+    from harness.tracking.stores import redact
 
     out = Path(out) if out is not None else Path("reports") / study
     records = read_study(study, tracking_uri)
@@ -166,7 +167,7 @@ def _best_cells(layers: pd.DataFrame, cells: pd.DataFrame) -> tuple[pd.DataFrame
 
 
 def _tag_values(runs: pd.DataFrame, tag: str) -> set[str]:
-    column = runs.get(f"tags.{tag}")
+    column = runs.get(tag_column(tag))
     return set() if column is None else {str(v) for v in column.dropna()}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +18,18 @@ import pandas as pd
 
 from harness.report.paper import same_value
 from harness.report.quantities import derive
+from harness.report.reader import (
+    PARAMS,
+    TAGS,
+    metric_column,
+    metric_names,
+    param_column,
+    tag_column,
+)
+from harness.runs import records
 
 FINISHED = "FINISHED"
-_LAYER = re.compile(r"^metrics\.buckets/(?P<layer>.+)/(?P<stat>unused_share|entropy)$")
+_SEED = "seed"  # the seed's key among a cell's params (the study's seeds), not an axis
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,11 @@ class StudyInfo:
 
 
 def parents(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[_tag(runs, "harness.role") == "study"]
+    return runs[_tag(runs, records.ROLE) == records.ROLE_STUDY]
 
 
 def trials(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[_tag(runs, "harness.role") == "trial"]
+    return runs[_tag(runs, records.ROLE) == records.ROLE_TRIAL]
 
 
 def study_info(name: str, runs: pd.DataFrame) -> StudyInfo:
@@ -56,14 +64,14 @@ def study_info(name: str, runs: pd.DataFrame) -> StudyInfo:
     if parent.empty:
         return _inferred_info(name, trials(runs))
     row = parent.sort_values("start_time").iloc[-1]
-    param = _getter(row, "params.")
+    param = _getter(row, PARAMS)
     search = json.loads(param("study.search") or "null")
     if search:
         axes = tuple((p["name"], ()) for p in search.get("params", []))
     else:
         axes = tuple((n, tuple(v)) for n, v in json.loads(param("study.axes") or "[]"))
     return StudyInfo(
-        name=name, description=_getter(row, "tags.")("mlflow.note.content") or "",
+        name=name, description=_getter(row, TAGS)(records.NOTE) or "",
         axes=axes, is_search=bool(search), seeds=tuple(json.loads(param("study.seeds") or "[]")),
         steps=_int(param("study.steps")), val_every=_int(param("study.val_every")),
         objectives=param("study.objectives") or "", parent_run_id=str(row["run_id"]))
@@ -72,8 +80,9 @@ def study_info(name: str, runs: pd.DataFrame) -> StudyInfo:
 def _inferred_info(name: str, runs: pd.DataFrame) -> StudyInfo:
     names: dict[str, None] = {}
     for params in _cell_params(runs):
-        names.update(dict.fromkeys(k for k in params if k != "seed"))
-    seeds = sorted({int(s) for s in pd.to_numeric(_tag(runs, "seed"), errors="coerce").dropna()})
+        names.update(dict.fromkeys(k for k in params if k != _SEED))
+    given = pd.to_numeric(_tag(runs, records.SEED), errors="coerce").dropna()
+    seeds = sorted({int(s) for s in given})
     return StudyInfo(name=name, description="", axes=tuple((n, ()) for n in names),
                      is_search=False, seeds=tuple(seeds), steps=None, val_every=None,
                      objectives="", parent_run_id=None)
@@ -83,14 +92,15 @@ def per_run(runs: pd.DataFrame, info: StudyInfo) -> pd.DataFrame:
     """One row per trial run: identity (cell, seed, kind, status, reason) and every quantity."""
     runs = trials(runs)
     params = _cell_params(runs, info.axis_names)
-    kinds = _tag(runs, "model.kind").fillna(runs.get("params.model.kind", pd.Series(
-        index=runs.index, dtype=object)))
+    kinds = _tag(runs, records.KIND).fillna(runs.get(param_column("model.kind"), pd.Series(
+        index=runs.index, dtype=object)))  # older runs: the config's model.kind param
+    reasons = _tag(runs, records.FAILURE_REASON).fillna(_tag(runs, records.STOP_REASON))
     out = pd.DataFrame({
         "run_id": runs["run_id"],
-        "trial": pd.to_numeric(_tag(runs, "harness.trial"), errors="coerce"),
+        "trial": pd.to_numeric(_tag(runs, records.TRIAL), errors="coerce"),
         "status": runs["status"],
-        "reason": _tag(runs, "failure_reason").fillna(_tag(runs, "stop_reason")).fillna(""),
-        "seed": [p.get("seed") for p in params],
+        "reason": reasons.fillna(""),
+        "seed": [p.get(_SEED) for p in params],
         "kind": kinds,
         "start_time": runs.get("start_time"),
         "end_time": runs.get("end_time"),
@@ -99,7 +109,7 @@ def per_run(runs: pd.DataFrame, info: StudyInfo) -> pd.DataFrame:
         out[axis] = [p.get(axis) for p in params]
     out["cell"] = [cell_label(p, info.axis_names) for p in params]
     out = pd.concat([out, derive(runs, kinds)], axis=1)
-    order = [(_order(p, info, t), _number(p.get("seed")))
+    order = [(_order(p, info, t), _number(p.get(_SEED)))
              for p, t in zip(params, out["trial"], strict=True)]
     return out.iloc[sorted(range(len(out)), key=order.__getitem__)].reset_index(drop=True)
 
@@ -107,7 +117,8 @@ def per_run(runs: pd.DataFrame, info: StudyInfo) -> pd.DataFrame:
 def layer_usage(runs: pd.DataFrame, per_run_frame: pd.DataFrame) -> pd.DataFrame:
     """Bucket usage per memory layer of each finished run (buckets/<layer>/<stat> metrics):
     columns cell, seed, layer, unused_share, entropy."""
-    found = [(m["layer"], m["stat"], c) for c in runs.columns if (m := _LAYER.match(c))]
+    found = [(*layer, metric_column(name)) for name in metric_names(runs.columns)
+             if (layer := records.bucket_layer(name))]
     columns = ["cell", "seed", "layer", "unused_share", "entropy"]
     if not found:
         return pd.DataFrame(columns=columns)
@@ -129,11 +140,9 @@ def layer_usage(runs: pd.DataFrame, per_run_frame: pd.DataFrame) -> pd.DataFrame
 
 
 def cell_label(params: dict[str, Any], axes: tuple[str, ...]) -> str:
-    """`chunk_size=4` (section prefixes dropped, as run names are): the seed left out."""
-    names = axes or tuple(k for k in params if k != "seed")
-    if not names:
-        return "all runs"
-    return ",".join(f"{n.split('.')[-1]}={format_value(params.get(n))}" for n in names)
+    """`chunk_size=4` as records.cell_label names runs, floats shortened: the seed left out."""
+    names = axes or tuple(k for k in params if k != _SEED)
+    return records.cell_label(params, names, show=format_value) if names else "all runs"
 
 
 def format_value(value: Any) -> str:
@@ -193,8 +202,7 @@ def _cell_params(runs: pd.DataFrame, axes: tuple[str, ...] = ()) -> list[dict[st
     the tag, with short keys mapped back to the study's axis names."""
     full = {name.split(".")[-1]: name for name in axes}
     out = []
-    for raw, label in zip(_tag(runs, "harness.cell_params"), _tag(runs, "harness.cell"),
-                          strict=True):
+    for raw, label in zip(_tag(runs, records.CELL_PARAMS), _tag(runs, records.CELL), strict=True):
         if isinstance(raw, str) and raw:
             out.append(json.loads(raw))
         elif isinstance(label, str) and label:
@@ -214,7 +222,7 @@ def _scalar(text: str) -> Any:
 
 
 def _tag(runs: pd.DataFrame, name: str) -> pd.Series:
-    column = runs.get(f"tags.{name}")
+    column = runs.get(tag_column(name))
     if column is None:
         return pd.Series(None, index=runs.index, dtype=object)
     return column.astype(object).where(column.notna(), None)

@@ -21,6 +21,7 @@ from matplotlib.ticker import EngFormatter
 
 from harness.report.cells import FINISHED
 from harness.report.stats import pareto_front
+from harness.runs import records
 
 KIND_COLORS = {"dense": "#4C72B0", "memoryformer": "#DD8452"}
 KIND_MARKERS = {"dense": "s", "memoryformer": "o"}
@@ -107,14 +108,14 @@ def loss_curves(history: pd.DataFrame, runs: pd.DataFrame, study: str) -> Figure
     fig, axes = _figure(12, 4.8, ncols=2)
     palette = dict(zip(order, sns.color_palette("husl" if len(order) > 10 else "deep",
                                                 len(order)), strict=True))
-    titles = {"val/loss": "validation loss", "train/loss": "training loss"}
+    titles = {records.VAL_LOSS: "validation loss", records.TRAIN_LOSS: "training loss"}
     with _style():
         for ax, (key, title) in zip(axes, titles.items(), strict=True):
             part = data[data["key"] == key]
             if not part.empty:
                 sns.lineplot(data=part, x="step", y="value", hue="cell", hue_order=order,
-                             palette=palette, errorbar="se", marker="o" if key == "val/loss"
-                             else None, markersize=4, ax=ax, legend=key == "val/loss")
+                             palette=palette, errorbar="se", marker="o" if key == records.VAL_LOSS
+                             else None, markersize=4, ax=ax, legend=key == records.VAL_LOSS)
             ax.set_xlabel("optimizer step")
             ax.set_ylabel(f"{title} (nats/token)")
             ax.set_title(f"{study}: {title} per cell (mean over seeds)")

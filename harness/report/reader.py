@@ -6,13 +6,17 @@ rebuilt (and tested) from a table alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.runs import records
 
-HISTORY_KEYS = ("val/loss", "train/loss")  # the curves a report draws
+HISTORY_KEYS = (records.VAL_LOSS, records.TRAIN_LOSS)  # the curves a report draws
+# mlflow.search_runs' column prefixes: records.py names a metric, tag or param without them
+METRICS, PARAMS, TAGS = "metrics.", "params.", "tags."
 _PAGE = 1000
 
 
@@ -20,6 +24,23 @@ _PAGE = 1000
 class StudyRecords:
     runs: pd.DataFrame  # one row per run (parent and trials), columns as mlflow.search_runs
     history: pd.DataFrame  # run_id, key, step, value: HISTORY_KEYS of every trial run
+
+
+def metric_column(name: str) -> str:
+    return METRICS + name
+
+
+def param_column(name: str) -> str:
+    return PARAMS + name
+
+
+def tag_column(name: str) -> str:
+    return TAGS + name
+
+
+def metric_names(columns: Iterable[str]) -> list[str]:
+    """The metric names among a runs table's columns, their prefix removed."""
+    return [c.removeprefix(METRICS) for c in columns if c.startswith(METRICS)]
 
 
 def read_study(study: str, tracking_uri: str) -> StudyRecords:
@@ -64,20 +85,20 @@ def runs_frame(runs: list) -> pd.DataFrame:
                "status": info.status, "artifact_uri": info.artifact_uri,
                "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True),
                "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True)}
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in run.data.params.items()})
-        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        row.update({metric_column(k): v for k, v in run.data.metrics.items()})
+        row.update({param_column(k): v for k, v in run.data.params.items()})
+        row.update({tag_column(k): v for k, v in run.data.tags.items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
-    metrics = [c for c in frame.columns if c.startswith("metrics.")]
+    metrics = [c for c in frame.columns if c.startswith(METRICS)]
     frame[metrics] = frame[metrics].astype(float)
     return frame
 
 
 def _histories(client, runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    role = runs.get("tags.harness.role", pd.Series(index=runs.index, dtype=object))
-    for run_id in runs.loc[role == "trial", "run_id"]:
+    role = runs.get(tag_column(records.ROLE), pd.Series(index=runs.index, dtype=object))
+    for run_id in runs.loc[role == records.ROLE_TRIAL, "run_id"]:
         for key in HISTORY_KEYS:
             for m in client.get_metric_history(run_id, key):
                 rows.append((run_id, key, m.step, m.value, m.timestamp))

@@ -12,14 +12,16 @@ import pandas as pd
 from harness.report.cells import StudyInfo
 from harness.report.paper import PaperTable
 from harness.report.quantities import STANDARD, catalogue
+from harness.report.reader import tag_column
 from harness.report.stats import Paired, paired, pareto_front
 from harness.report.tables import Table, format_stat, to_markdown
+from harness.runs import records
 
 PROVENANCE_TAGS = (  # (label, tag)
     ("git commit", "git.commit"), ("git dirty", "git.dirty"), ("host", "host.name"),
     ("platform", "host.platform"), ("python", "host.python"), ("torch threads", "torch.threads"),
-    ("device", "torch.device"), ("corpus digest", "data.corpus_digest"),
-    ("tokenizer digest", "data.tokenizer_digest"),
+    ("device", "torch.device"), ("corpus digest", records.CORPUS_DIGEST),
+    ("tokenizer digest", records.TOKENIZER_DIGEST),
 )
 _PPL = next(q for q in STANDARD if q.key == "val_ppl")
 
@@ -250,11 +252,12 @@ def provenance_lines(raw: pd.DataFrame, runs: pd.DataFrame, info: StudyInfo,
              f"- Seeds: {', '.join(map(str, info.seeds)) or 'unknown'}; steps: "
              f"{info.steps or 'unknown'}; validation every {info.val_every or 'unknown'} steps."]
     for label, tag in PROVENANCE_TAGS:
-        lines.append(f"- {label}: {_distinct(trials, f'tags.{tag}')}")
-    versions = sorted(c for c in trials.columns if c.startswith("tags.version."))
+        lines.append(f"- {label}: {_distinct(trials, tag_column(tag))}")
+    prefix = tag_column("version.")
+    versions = sorted(c for c in trials.columns if c.startswith(prefix))
     if versions:
         lines.append("- versions: " + "; ".join(
-            f"{c.removeprefix('tags.version.')} {_distinct(trials, c)}" for c in versions))
+            f"{c.removeprefix(prefix)} {_distinct(trials, c)}" for c in versions))
     return lines
 
 
