@@ -34,23 +34,24 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from harness.train.config import build_run_config
-    from harness.train.run import TrainingFailed, train
+    from harness.runs import records
+    from harness.runs.config import build_run_config
+    from harness.train.run import Recording, TrainingFailed, train
 
-    overrides = list(args.set)
-    for section_field, value in (("train.max_steps", args.max_steps), ("train.seed", args.seed),
-                                 ("data.corpus", args.corpus), ("data.tokenizer", args.tokenizer),
-                                 ("train.precision", args.precision)):
-        if value is not None:
-            overrides.append(f"{section_field}={value}")
-    config = build_run_config(args.preset, overrides)
+    flags = {"train.max_steps": args.max_steps, "train.seed": args.seed,
+             "data.corpus": args.corpus, "data.tokenizer": args.tokenizer,
+             "train.precision": args.precision}
+    # Typed values, never re-parsed: `--corpus on` is the file "on", not True.
+    config = build_run_config(args.preset, args.set,
+                              {key: value for key, value in flags.items() if value is not None})
+    recording = Recording(tracking_uri=args.tracking_uri, experiment=args.experiment,
+                          run_name=args.run_name)
     try:
-        result = train(config, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                       run_name=args.run_name, resume=args.resume)
+        result = train(config, recording=recording, resume=args.resume)
     except TrainingFailed as error:
         print(f"harness train: run {error.run_id} FAILED: {error}", file=sys.stderr)
         return 1
-    val = result.metrics.get("val/loss")
+    val = result.metrics.get(records.VAL_LOSS)
     print(f"run {result.run_id} finished" + (f": val/loss {val:.4f}" if val is not None else ""))
     print(f"checkpoint: {result.checkpoint}")
     print(f"browse it:  harness ui{_uri_flag(args.tracking_uri)}  "
@@ -59,13 +60,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _uri_flag(uri: str | None) -> str:
-    from harness.tracking import redact
+    from harness.tracking.stores import redact
 
     return f" --tracking-uri '{redact(uri)}'" if uri else ""
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from harness.tracking import resolve_tracking_uri, start_ui, stop_ui, wait_until_up
+    from harness.tracking.stores import resolve_tracking_uri
+    from harness.tracking.ui import start_ui, stop_ui, wait_until_up
 
     uri = resolve_tracking_uri(args.tracking_uri)
     process = start_ui(uri, args.host, args.port)
@@ -82,10 +84,10 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from harness.server import ServerConfig, start_server, stop_server
-    from harness.tracking import default_tracking_uri
+    from harness.runs.workspace import Workspace
+    from harness.tracking.server import ServerConfig, start_server, stop_server
 
-    config = ServerConfig(args.backend_store_uri or default_tracking_uri(),
+    config = ServerConfig(args.backend_store_uri or Workspace().tracking_uri,
                           args.artifacts_destination, args.host, args.port, args.workers,
                           args.allowed_hosts)
     try:
@@ -107,7 +109,7 @@ def _server(args: argparse.Namespace) -> int:
 
 def _flops(args: argparse.Namespace) -> int:
     from harness.metrics.accounting import flops_report, format_flops
-    from harness.train.config import parse_overrides
+    from harness.runs.config import parse_overrides
 
     changes = parse_overrides(args.set)
     other = sorted(set(changes) - {"model"})
@@ -149,7 +151,7 @@ def _ablate(args: argparse.Namespace) -> int:
     from harness.ablate.runner import Settings, prepare_study, run_study, unfinished_summary
     from harness.ablate.storage import Heartbeat
     from harness.ablate.workers import spawn_workers
-    from harness.tracking import resolve_tracking_uri
+    from harness.tracking.stores import resolve_tracking_uri
 
     study = _load_study(args)  # validates every cell before anything runs
     storage = _storage(args)
@@ -187,7 +189,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from harness.report.build import build_report
-    from harness.tracking import resolve_tracking_uri
+    from harness.tracking.stores import resolve_tracking_uri
 
     result = build_report(args.study, resolve_tracking_uri(args.tracking_uri), args.out,
                           log=not args.no_log, dpi=args.dpi)

@@ -12,6 +12,7 @@ import pytest
 
 from harness.ablate.runner import Settings
 from harness.ablate.study_file import Search, Study
+from harness.runs.workspace import Workspace
 
 # A one-block, 32-wide model on Shakespeare bytes: a trial takes a couple of seconds.
 TINY_SET = {"model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "data.tokenizer": "byte",
@@ -60,8 +61,8 @@ def shrink(data_cache):
 def settings(tmp_path) -> Settings:
     """Embedded stores under the test's own folder, no progress output."""
     return Settings(storage=f"sqlite:///{tmp_path}/optuna.db",
-                    tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path / "home",
-                    progress=False, poll_seconds=0.5)
+                    tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                    workspace=Workspace(tmp_path / "home"), progress=False, poll_seconds=0.5)
 
 
 PG = "postgresql://postgres@127.0.0.1:5432"  # trust auth on the test machine and in CI

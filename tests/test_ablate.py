@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from harness.ablate.runner import run_study
 from harness.ablate.status import study_status
 from harness.ablate.study_file import load_study, parse_study
-from harness.tracking import Tracker
+from harness.tracking.client import Tracker
 
 STUDIES = sorted(Path(__file__).parent.parent.glob("ablations/*.yaml"))
 
@@ -20,7 +20,7 @@ STUDIES = sorted(Path(__file__).parent.parent.glob("ablations/*.yaml"))
 def assert_recorded(settings, study, cells) -> None:
     """Every trial has a child run of one parent; both point at each other; none RUNNING."""
     tracker = Tracker(settings.tracking_uri)
-    runs = tracker.client.search_runs([tracker.experiment_id(study.name)])
+    runs = tracker.runs(study.name)
     parents = [r for r in runs if r.data.tags.get("harness.role") == "study"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = {r.info.run_id: r for r in runs if r.data.tags.get("harness.role") == "trial"}

@@ -20,7 +20,8 @@ from harness.ablate.cells import cells
 from harness.ablate.runner import Settings, run_study
 from harness.ablate.study_file import load_study
 from harness.faults import POINTS, VARIABLE
-from harness.tracking import Tracker
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
 
 BEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
@@ -55,7 +56,7 @@ class Stores:
 
     def runs(self, name: str) -> list:
         tracker = self.tracker()
-        return tracker.client.search_runs([tracker.experiment_id(name)])
+        return tracker.runs(name)
 
 
 def ablate(path: Path, cwd: Path, *args: str, crash_at: str | None = None,
@@ -113,7 +114,7 @@ def test_kills_at_every_phase_lose_nothing_and_change_no_result(tmp_path, tiny_s
     baseline = Stores(tmp_path / "baseline")
     path = write_study(tmp_path, tiny_set, "faults", steps=12, val_every=4)
     run_study(load_study(path), Settings(baseline.optuna, baseline.mlflow, progress=False,
-                                         home=tmp_path / "baseline" / ".harness"))
+                                         workspace=Workspace(tmp_path / "baseline" / ".harness")))
     expected = assert_clean(baseline, "faults")  # the same study, never killed
 
     stores = Stores(tmp_path / "killed")
@@ -286,5 +287,5 @@ def test_a_database_blip_takes_no_live_worker_for_dead(tmp_path, tiny_set, make_
     assert all(c.trial.state == TrialState.COMPLETE for c in cells(study))
     assert not [t.number for t in study.trials if "failed_trial" in t.system_attrs]  # no retry
     tracker = Tracker(mlflow_url)
-    runs = tracker.client.search_runs([tracker.experiment_id("blip")])
+    runs = tracker.runs("blip")
     assert {r.info.status for r in runs} == {"FINISHED"}

@@ -39,9 +39,9 @@ def test_unset_runtime_flags_stay_unset_in_workers():
     parsed = build_parser().parse_args(worker_command(Path("s.yaml"), settings)[3:])
     assert parsed.devices is None and parsed.strategy is None and parsed.checkpoint_dir is None
     assert parsed.seeds is None
-    assert settings.runtime_overrides == ()
-    assert Settings("s", "t", devices=4, strategy="ddp").runtime_overrides == (
-        "train.devices=4", "train.strategy=ddp")
+    assert settings.runtime_values == {}
+    assert Settings("s", "t", devices=4, strategy="ddp").runtime_values == {
+        "train.devices": 4, "train.strategy": "ddp"}
 
 
 def test_a_database_server_gets_a_grace_period_that_rides_out_a_failover():

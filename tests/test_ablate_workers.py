@@ -15,7 +15,7 @@ import yaml
 from optuna.trial import TrialState
 
 from harness.ablate.runner import cells
-from harness.tracking import Tracker
+from harness.tracking.client import Tracker
 
 
 def study_file(tmp_path: Path, tiny_set: dict, name: str, steps: int, val_every: int,
@@ -73,7 +73,7 @@ def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny
     worker.wait()
     worker.stderr.close()
     if sig == signal.SIGTERM:  # stopped cleanly: its runs are ended, none left RUNNING
-        runs = tracker(tmp_path).client.search_runs([tracker(tmp_path).experiment_id("killed")])
+        runs = tracker(tmp_path).runs("killed")
         assert {r.info.status for r in runs} <= {"KILLED", "FINISHED"}
 
     rerun = ablate(path, tmp_path, *beat)
@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_trial_is_resumed_from_its_checkpoint(tmp_path, tiny
     assert run.data.tags["harness.trial"] == str(retry.number)
     history = tracker(tmp_path).metric_history(run_id, "val/loss")
     assert max(step for step, _ in history) == 80
-    runs = tracker(tmp_path).client.search_runs([tracker(tmp_path).experiment_id("killed")])
+    runs = tracker(tmp_path).runs("killed")
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     assert len([r for r in runs if r.data.tags.get("harness.role") == "trial"]) == 2
 
@@ -116,7 +116,7 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, tiny_set, scratch_d
     assert sorted(t.user_attrs["cell"] for t in complete) == sorted(
         f"chunk_size={c},seed={s}" for c in (4, 8) for s in (0, 1))  # each cell exactly once
     store = Tracker(mlflow_url)
-    runs = store.client.search_runs([store.experiment_id("shared")])
+    runs = store.runs("shared")
     parents = [r for r in runs if r.data.tags.get("harness.role") == "study"]
     children = [r for r in runs if r.data.tags.get("harness.role") == "trial"]
     assert len(parents) == 1 and len(children) == 4

@@ -16,10 +16,11 @@ pytest.importorskip("lm_eval")
 import harness.evaluate.lm_eval_adapter as adapter
 from harness.errors import ConfigError
 from harness.evaluate import evaluate
+from harness.evaluate.checkpoint import load_scorer
 from harness.evaluate.multiple_choice import MCExample, score_examples
-from harness.evaluate.run import load_scorer
-from harness.tracking import Tracker, default_tracking_uri
-from harness.train.config import build_run_config
+from harness.runs.config import build_run_config
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
 from harness.train.run import train
 
 TINY = ["model.n_layer=1", "model.d_model=32", "model.n_head=2", "data.tokenizer=byte",
@@ -72,7 +73,7 @@ metric_list:
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lm_eval")
     config = build_run_config("memoryformer-nano", [*TINY, f"data.cache_dir={tmp}"])
-    return train(config, home=tmp / "home", progress_bar=False), tmp / "home"
+    return train(config, workspace=Workspace(tmp / "home"), progress_bar=False), tmp / "home"
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,9 @@ def task_dir(tmp_path_factory) -> Path:
 
 def test_local_tasks_run_through_lm_eval_and_land_on_the_run(run, task_dir):
     result, home = run
-    results = evaluate(result.run_id, list(TASKS), home=home, lm_eval_include=task_dir)
-    metrics = Tracker(default_tracking_uri(home)).run(result.run_id).data.metrics
+    results = evaluate(result.run_id, list(TASKS), workspace=Workspace(home),
+                       lm_eval_include=task_dir)
+    metrics = Tracker(Workspace(home).tracking_uri).run(result.run_id).data.metrics
     assert metrics["eval/tiny_mc/n"] == 3 and metrics["eval/tiny_gen/n"] == 3
     for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr"):
         assert metrics[f"eval/tiny_mc/{key}"] == results["tiny_mc"].metrics[key]
@@ -144,8 +146,8 @@ def test_hub_tasks_fail_in_one_line_where_the_hub_is_unreachable(run, monkeypatc
         monkeypatch.delenv(variable, raising=False)
     with pytest.raises(ConfigError, match=r"piqa, arc_easy load their data from the Hugging Face "
                        r"hub .* unreachable from here \(Name or service not known\)") as error:
-        evaluate(result.run_id, ["piqa", "arc_easy"], home=home)
+        evaluate(result.run_id, ["piqa", "arc_easy"], workspace=Workspace(home))
     assert error.value.field == "tasks" and "\n" not in str(error.value)
     with pytest.raises(ConfigError, match=r"piqaa: not a harness or lm-eval task; allowed: "
                        r"ppl:heldout.*did you mean piqa"):
-        evaluate(result.run_id, ["piqaa"], home=home)
+        evaluate(result.run_id, ["piqaa"], workspace=Workspace(home))

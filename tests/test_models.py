@@ -196,7 +196,7 @@ def test_build_model_refuses_a_model_that_cannot_fit(monkeypatch):
 
 
 def test_attention_presets_pair_and_train_like_their_base():
-    from harness.train.config import build_run_config
+    from harness.runs.config import build_run_config
 
     assert preset("pythia-410m-performer").attention == "performer"
     assert base_preset("memoryformer-nano-cosformer") == "memoryformer-nano"

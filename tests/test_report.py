@@ -21,6 +21,7 @@ from harness.report.quantities import COSTS, STANDARD, legacy_costs
 from harness.report.reader import StudyRecords
 from harness.report.stats import paired, pareto_front
 from harness.report.tables import build_table, format_stat, latex_escape, to_csv, to_markdown
+from harness.runs import records
 from harness.runs.records import COST_PAPER_FLOPS
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -67,7 +68,7 @@ def _trial(study: str, number: int, params: dict, kind: str, status: str = "FINI
                 "params.model.resolved_bucket_bits": str(chunk), "params.model.mlp_ratio": "4",
                 "params.data.resolved_seq_len": str(seq), "params.model.vocab_size": str(vocab),
                 "params.model.kind": kind})
-    label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
+    label = records.cell_label(params)  # as the study runner names a trial's run
     tags = {"harness.role": "trial", "harness.study": study, "harness.trial": str(number),
             "harness.cell": label, "harness.cell_params": json.dumps(params, sort_keys=True),
             "seed": str(seed), "model.kind": kind, "mlflow.parentRunId": "parent",

@@ -12,7 +12,7 @@ from harness.ablate.runner import run_study
 from harness.ablate.study_file import load_study
 from harness.errors import ConfigError
 from harness.report.build import ARTIFACT_PATH, build_report
-from harness.tracking import Tracker
+from harness.tracking.client import Tracker
 
 QUICKSTART = Path(__file__).parent.parent / "ablations" / "quickstart.yaml"
 
@@ -33,7 +33,7 @@ def test_a_trained_study_reports_from_its_store_and_logs_the_report(shrink, sett
     assert "paper avg zero-shot acc (Pythia-70M / MF-tiny, 2048 ctx)" in table.columns
 
     tracker = Tracker(settings.tracking_uri)
-    listed = {a.path for a in tracker.client.list_artifacts(result.parent_run_id, ARTIFACT_PATH)}
+    listed = set(tracker.artifacts(result.parent_run_id, ARTIFACT_PATH))
     assert {f"{ARTIFACT_PATH}/index.md", f"{ARTIFACT_PATH}/table.csv",
             f"{ARTIFACT_PATH}/ppl_vs_flops.png"} <= listed
 

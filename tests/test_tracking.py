@@ -7,14 +7,10 @@ import socket
 import pytest
 
 from harness.errors import ConfigError
-from harness.tracking import (
-    Tracker,
-    check_tracking_uri,
-    default_tracking_uri,
-    provenance,
-    redact,
-    resolve_tracking_uri,
-)
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
+from harness.tracking.provenance import provenance
+from harness.tracking.stores import check_tracking_uri, redact, resolve_tracking_uri
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -30,10 +26,11 @@ def test_redact_hides_passwords_only(text, expected):
 
 def test_tracking_uri_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    expected = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert resolve_tracking_uri(None, Workspace(tmp_path)) == expected
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://server:5000")
-    assert resolve_tracking_uri(None, tmp_path) == "http://server:5000"
-    assert resolve_tracking_uri("sqlite:///x.db", tmp_path) == "sqlite:///x.db"
+    assert resolve_tracking_uri(None, Workspace(tmp_path)) == "http://server:5000"
+    assert resolve_tracking_uri("sqlite:///x.db", Workspace(tmp_path)) == "sqlite:///x.db"
 
 
 def free_port() -> int:
@@ -55,7 +52,7 @@ def test_unreachable_or_unsupported_tracking_uri_is_refused(uri, message):
 
 
 def test_run_round_trip_in_a_real_sqlite_store(tmp_path):
-    uri = default_tracking_uri(tmp_path)
+    uri = Workspace(tmp_path).tracking_uri
     check_tracking_uri(uri)
     tracker = Tracker(uri, artifact_root=tmp_path / "artifacts")
     run_id = tracker.start_run("exp", "run-1", {"storage": "postgresql://u:pw@h/db"})

@@ -18,8 +18,8 @@ from test_ablate_workers import study_file
 
 import harness
 from harness.cli import main
-from harness.server import ServerConfig
-from harness.tracking import Tracker
+from harness.tracking.client import Tracker
+from harness.tracking.server import ServerConfig
 
 # Subprocesses run the harness this test imported (the checkout, not a stale installed copy).
 SOURCE = Path(harness.__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def complete_cells(optuna_url: str, name: str) -> list[str]:
 def study_runs(url: str, name: str) -> tuple[list, list]:
     """(parents, children) of a study, read through the server."""
     store = Tracker(url)
-    runs = store.client.search_runs([store.experiment_id(name)])
+    runs = store.runs(name)
     parents = [r for r in runs if r.data.tags.get("harness.role") == "study"]
     children = [r for r in runs if r.data.tags.get("harness.role") == "trial"]
     return parents, children
@@ -187,7 +187,7 @@ def test_a_study_survives_a_restart_of_its_tracking_server(tmp_path, tiny_set, m
     assert len(parents) == 1 and len(children) == 2
     assert all(r.info.status == "FINISHED" for r in [*parents, *children])
     for run in children:  # every step's loss reached the store, before and after the restart
-        history = Tracker(url).client.get_metric_history(run.info.run_id, "train/loss")
+        history = Tracker(url).metric_entries(run.info.run_id, "train/loss")
         assert sorted(m.step for m in history) == list(range(1, 121))
         times = [m.timestamp for m in history]
         assert min(times) < stopped and max(times) > restarted

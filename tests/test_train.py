@@ -6,10 +6,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from harness.tracking import Tracker, default_tracking_uri
-from harness.train.checkpoint import read_checkpoint
-from harness.train.config import build_run_config
-from harness.train.run import TrainingFailed, train
+from harness.runs.checkpoint import read_checkpoint
+from harness.runs.config import build_run_config
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
+from harness.train.run import Recording, TrainingFailed, train
 
 # A one-block MemoryFormer on Shakespeare bytes: real text, seconds per run.
 TINY = ["model.n_layer=1", "model.d_model=32", "model.n_head=2", "data.tokenizer=byte",
@@ -23,11 +24,12 @@ def tiny(tmp_path, *extra: str):
 
 
 def run_train(tmp_path, config, **kwargs):
-    return train(config, home=tmp_path / "home", progress_bar=False, experiment="test", **kwargs)
+    return train(config, workspace=Workspace(tmp_path / "home"), progress_bar=False,
+                 recording=Recording(experiment="test"), **kwargs)
 
 
 def tracker(tmp_path) -> Tracker:
-    return Tracker(default_tracking_uri(tmp_path / "home"))
+    return Tracker(Workspace(tmp_path / "home").tracking_uri)
 
 
 def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
@@ -52,7 +54,7 @@ def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
     assert 0 < metrics["buckets/entropy"] <= 1
     assert [step for step, _ in tracker(tmp_path).metric_history(result.run_id, "val/loss")] == [
         3, 6]
-    artifacts = {a.path for a in tracker(tmp_path).client.list_artifacts(result.run_id)}
+    artifacts = set(tracker(tmp_path).artifacts(result.run_id))
     assert {"config.yaml", "checkpoint"} <= artifacts
     checkpoint = read_checkpoint(result.checkpoint)
     assert checkpoint.run_id == result.run_id and checkpoint.step == 6
@@ -65,7 +67,7 @@ def test_resume_continues_the_same_mlflow_run(tmp_path):
     assert resumed.run_id == first.run_id
     assert tracker(tmp_path).run(first.run_id).data.tags["harness.resumed_from_step"] == "3"
     store = tracker(tmp_path)
-    runs = store.client.search_runs([store.experiment_id("test")])
+    runs = store.runs("test")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [step for step, _ in store.metric_history(first.run_id, "train/loss")]
     assert steps == sorted(set(steps)) and max(steps) >= 5  # one history, no restart at 0

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from harness.errors import ConfigError
-from harness.train.config import RunConfig, build_run_config
+from harness.runs.config import RunConfig, build_run_config
 from harness.train.module import lr_factor
 
 

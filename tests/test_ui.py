@@ -12,7 +12,8 @@ import pytest
 
 from harness.ablate.runner import run_study
 from harness.ablate.study_file import load_study
-from harness.tracking import Tracker, start_ui, stop_ui, wait_until_up
+from harness.tracking.client import Tracker
+from harness.tracking.ui import start_ui, stop_ui, wait_until_up
 
 QUICKSTART = Path(__file__).parent.parent / "ablations" / "quickstart.yaml"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

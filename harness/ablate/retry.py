@@ -15,7 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.ablate.attrs import CARRIED, DEATHS, REASON, RUN_ID
 from harness.ablate.cells import Cell
-from harness.tracking import Tracker
+from harness.runs import records
+from harness.tracking.client import Tracker
 
 
 def retry_unfinished(optuna_study: optuna.Study, current: list[Cell], tracker: Tracker,
@@ -45,7 +46,7 @@ def retry(optuna_study: optuna.Study, trial: FrozenTrial, tracker: Tracker, grac
     if died and run_id:  # nobody else can close it: its worker is gone
         run = tracker.find_run(run_id)
         if run is not None and run.info.status == "RUNNING":
-            tracker.set_tags(run_id, {"stop_reason": f"the worker of trial {trial.number} "
+            tracker.set_tags(run_id, {records.STOP_REASON: f"the worker of trial {trial.number} "
                                       f"died (no heartbeat for {grace} s); its cell is retried "
                                       "and continues this run"})
             tracker.end_run(run_id, "KILLED")

@@ -15,8 +15,8 @@ import sys
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import optuna
 import sqlalchemy.exc
@@ -37,7 +37,11 @@ from harness.ablate.storage import (
 from harness.ablate.study_file import Study
 from harness.ablate.trial import TrialRunner
 from harness.faults import crash_point
-from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, redact
+from harness.runs import records
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
+from harness.tracking.provenance import provenance
+from harness.tracking.stores import check_tracking_uri, redact
 
 STORE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
 __all__ = ["Cell", "Prepared", "Settings", "cells", "prepare_study", "run_study", "total_cells"]
@@ -49,7 +53,7 @@ class Settings:
 
     storage: str
     tracking_uri: str
-    home: Path = HOME
+    workspace: Workspace = Workspace()
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     poll_seconds: float = 2.0
     progress: bool = True
@@ -58,10 +62,17 @@ class Settings:
     checkpoint_dir: str | None = None  # a path or fsspec URL every worker can read
 
     @property
-    def runtime_overrides(self) -> tuple[str, ...]:
-        """The per-machine train settings, applied to every cell's config."""
-        return tuple([f"train.devices={self.devices}"] * (self.devices is not None)
-                     + [f"train.strategy={self.strategy}"] * (self.strategy is not None))
+    def runtime_values(self) -> dict[str, Any]:
+        """The per-machine train settings, applied to every cell's config as typed values."""
+        values = {"train.devices": self.devices, "train.strategy": self.strategy}
+        return {key: value for key, value in values.items() if value is not None}
+
+    @property
+    def trial_workspace(self) -> Workspace:
+        """The workspace trials train in: checkpoints where every worker can read them."""
+        if self.checkpoint_dir is None:
+            return self.workspace
+        return replace(self.workspace, checkpoint_root=self.checkpoint_dir)
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ def prepare_study(study: Study, settings: Settings) -> Prepared:
     """Open (or create, or repair) the study and its parent run; ConfigError on bad stores."""
     check_tracking_uri(settings.tracking_uri)
     storage = open_storage(settings.storage, settings.heartbeat)
-    tracker = Tracker(settings.tracking_uri, artifact_root=settings.home / "artifacts")
+    tracker = Tracker(settings.tracking_uri, artifact_root=settings.workspace.artifacts)
     half_made: tuple[int, float] | None = None  # (study id, when this worker first saw it)
     while True:
         optuna_study, created = open_study(study, storage)
@@ -108,8 +119,8 @@ def _discard(optuna_study: optuna.Study, definition: Definition | None, tracker:
     """Delete a half-made study and end the parent run its creator may have left behind."""
     discard_half_made(optuna_study)
     if definition is not None and definition.uid:
-        for run in tracker.find_runs(name, {"harness.role": "study",
-                                            "harness.study_uid": definition.uid}):
+        for run in tracker.find_runs(name, {records.ROLE: records.ROLE_STUDY,
+                                            records.STUDY_UID: definition.uid}):
             tracker.discard_run(run.info.run_id, "the worker creating this study died before "
                                 "it was complete; the study was made again")
 
@@ -117,59 +128,77 @@ def _discard(optuna_study: optuna.Study, definition: Definition | None, tracker:
 def run_study(study: Study, settings: Settings, prepared: Prepared | None = None) -> list[Cell]:
     """Work on the study until every cell is finished; returns the cells."""
     prepared = prepared or prepare_study(study, settings)
-    optuna_study, tracker, parent = prepared.optuna_study, prepared.tracker, prepared.parent_run_id
-    runner = TrialRunner(study, tracker, settings.home, parent, settings.runtime_overrides,
-                         settings.checkpoint_dir, settings.heartbeat.grace)
-    total = total_cells(study)
-    bar = _progress_bar(study.name, total, settings.progress)
+    runner = TrialRunner(study, prepared.tracker, settings.trial_workspace,
+                         prepared.parent_run_id, settings.runtime_values,
+                         settings.heartbeat.grace)
+    bar = _progress_bar(study.name, total_cells(study), settings.progress)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per trial
-    surplus_streak = 0
-    outage: float | None = None  # when the storage stopped answering, if it has
     try:
-        while True:
-            try:
-                _fail_stale_trials(optuna_study)
-                current = cells(optuna_study)
-                if retry_unfinished(optuna_study, current, tracker, settings.heartbeat.grace):
-                    current = cells(optuna_study)
-            except STORE_ERRORS as error:  # a database blip: no worker can move on either
-                outage = outage or time.monotonic()
-                if time.monotonic() - outage > settings.heartbeat.grace:
-                    raise
-                print(f"storage unreachable ({redact(str(error)).splitlines()[0][:160]}); "
-                      "trying again", file=sys.stderr)
-                time.sleep(settings.poll_seconds)
-                continue
-            outage = None
-            done = sum(c.done for c in current)
-            if bar is not None:
-                bar.n = done
-                bar.refresh()
-            if done >= total:
-                break
-            waiting = any(c.trial.state == TrialState.WAITING for c in current)
-            if waiting or len(current) < total:
-                _one_trial(optuna_study, runner, _summary(settings.progress, bar))
-                last = optuna_study.trials[-1]
-                surplus_streak = surplus_streak + 1 if last.user_attrs.get(SURPLUS) else 0
-                if surplus_streak > 2 * total:  # a sampler that cannot reach the missing cells
-                    raise RuntimeError(f"study {study.name}: the sampler keeps proposing cells "
-                                       f"that are already held; {done}/{total} finished")
-            else:
-                time.sleep(settings.poll_seconds)  # the rest is running in other workers
+        _work(prepared, runner, settings, bar)
     except KeyboardInterrupt:
-        others = optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not others:  # the study goes on while any other worker is at it
-            tracker.set_tags(parent, {"stop_reason": "interrupted; rerun to continue the study"})
-            tracker.end_run(parent, "KILLED")
+        _interrupted(prepared)
         raise
     finally:
         if bar is not None:
             bar.close()
-    finished = cells(optuna_study)
-    _close_parent(tracker, parent, finished)
+    finished = cells(prepared.optuna_study)
+    _close_parent(prepared.tracker, prepared.parent_run_id, finished)
     return finished
+
+
+def _work(prepared: Prepared, runner: TrialRunner, settings: Settings, bar) -> None:
+    """Claim and run cells until every cell is done, waiting on those other workers hold."""
+    optuna_study, total = prepared.optuna_study, total_cells(prepared.study)
+    surplus_streak = 0
+    outage: float | None = None  # when the storage stopped answering, if it has
+    while True:
+        try:
+            current = _current_cells(optuna_study, prepared.tracker, settings)
+        except STORE_ERRORS as error:  # a database blip: no worker can move on either
+            outage = outage or time.monotonic()
+            if time.monotonic() - outage > settings.heartbeat.grace:
+                raise
+            print(f"storage unreachable ({redact(str(error)).splitlines()[0][:160]}); "
+                  "trying again", file=sys.stderr)
+            time.sleep(settings.poll_seconds)
+            continue
+        outage = None
+        done = sum(c.done for c in current)
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+        if done >= total:
+            return
+        waiting = any(c.trial.state == TrialState.WAITING for c in current)
+        if not waiting and len(current) >= total:
+            time.sleep(settings.poll_seconds)  # the rest is running in other workers
+            continue
+        _one_trial(optuna_study, runner, _summary(settings.progress, bar))
+        surplus_streak = surplus_streak + 1 if optuna_study.trials[-1].user_attrs.get(
+            SURPLUS) else 0
+        if surplus_streak > 2 * total:  # a sampler that cannot reach the missing cells
+            raise RuntimeError(f"study {prepared.study.name}: the sampler keeps proposing "
+                               f"cells that are already held; {done}/{total} finished")
+
+
+def _current_cells(optuna_study: optuna.Study, tracker: Tracker,
+                   settings: Settings) -> list[Cell]:
+    """The study's cells, after failing dead workers' trials and queueing their retries."""
+    _fail_stale_trials(optuna_study)
+    current = cells(optuna_study)
+    if retry_unfinished(optuna_study, current, tracker, settings.heartbeat.grace):
+        current = cells(optuna_study)
+    return current
+
+
+def _interrupted(prepared: Prepared) -> None:
+    """Ctrl-C: the parent run ends KILLED unless another worker is still at the study."""
+    others = prepared.optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not others:
+        prepared.tracker.set_tags(prepared.parent_run_id, {
+            records.STOP_REASON: "interrupted; rerun to continue the study"})
+        prepared.tracker.end_run(prepared.parent_run_id, "KILLED")
 
 
 def _one_trial(optuna_study: optuna.Study, runner: TrialRunner, summary) -> None:
@@ -214,9 +243,9 @@ def _create_parent_run(optuna_study: optuna.Study, tracker: Tracker, study: Stud
     """The study's MLflow parent run, made by the worker that created the study; KeyError when
     the study was deleted meanwhile (this worker was taken for dead), its run then discarded."""
     definition = read_definition(optuna_study)
-    tags = {**provenance(), "harness.study": study.name, "harness.role": "study",
-            "harness.storage": redact(settings.storage), "mlflow.note.content": study.description,
-            "harness.study_uid": definition.uid if definition else ""}
+    tags = {**provenance(), records.STUDY: study.name, records.ROLE: records.ROLE_STUDY,
+            records.STORAGE: redact(settings.storage), records.NOTE: study.description,
+            records.STUDY_UID: definition.uid if definition else ""}
     parent = tracker.start_run(study.name, study.name, tags)
     crash_point("parent.created")
     spec = asdict(study)
@@ -259,7 +288,7 @@ def _close_parent(tracker: Tracker, parent: str, finished: list[Cell]) -> None:
     if summary is None:
         tracker.end_run(parent, "FINISHED")
     else:
-        tracker.set_tags(parent, {"failure_reason": summary})
+        tracker.set_tags(parent, {records.FAILURE_REASON: summary})
         tracker.end_run(parent, "FAILED")
 
 

@@ -10,9 +10,9 @@ from harness.ablate.attrs import CELL, DEATHS, REASON, RUN_ID
 from harness.ablate.cells import cells, is_finished, total_cells
 from harness.ablate.storage import Heartbeat, open_storage
 from harness.ablate.study_file import Study
-from harness.ablate.trial import cell_label
 from harness.errors import ConfigError
-from harness.tracking import redact
+from harness.runs.records import cell_label
+from harness.tracking.stores import redact
 
 
 @dataclass(frozen=True)

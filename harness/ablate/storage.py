@@ -27,7 +27,8 @@ from optuna.trial import TrialState
 from harness.ablate.study_file import Study
 from harness.errors import ConfigError
 from harness.faults import crash_point
-from harness.tracking import HOME, check_database_reachable, redact
+from harness.runs.workspace import Workspace
+from harness.tracking.stores import check_database_reachable, redact
 
 _log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class Heartbeat:
         return cls(interval or default.interval, grace or default.grace)
 
 
-def default_storage(home: Path = HOME) -> str:
-    return f"sqlite:///{(home / 'optuna.db').resolve()}"
+def default_storage(workspace: Workspace | None = None) -> str:
+    return (workspace or Workspace()).optuna_storage
 
 
 class HarnessStorage(optuna.storages.RDBStorage):

@@ -34,16 +34,10 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError
-from harness.train.config import SECTIONS, RunConfig, build_run_config
+from harness.runs.config import SECTIONS, RunConfig, build_run_config
+from harness.runs.records import OBJECTIVES
 from harness.validate import check_choice, check_int
 
-# objective name -> (what it reads, default direction)
-OBJECTIVES = {
-    "val_loss": ("final validation loss (val/loss)", "minimize"),
-    "flops_per_token": ("forward FLOPs per token, exact count", "minimize"),
-    "table_bytes": ("hash-table bytes of the whole model", "minimize"),
-    "tokens_per_s": ("training throughput (perf/tokens_per_s)", "maximize"),
-}
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("minimize", "maximize")
@@ -53,7 +47,7 @@ TOP_KEYS = ("name", "description", "base", "budget", "axes", "search", "seeds", 
 
 @dataclass(frozen=True)
 class Objective:
-    metric: str
+    metric: str  # a name of records.OBJECTIVES, which says where a run records it
     direction: str
 
 
@@ -296,7 +290,7 @@ def _objectives(raw: Any) -> tuple[Objective, ...]:
             item = {"metric": item}
         item = _mapping(item, "objectives", ("metric", "direction"))
         check_choice("objectives.metric", item.get("metric"), tuple(OBJECTIVES))
-        direction = item.get("direction", OBJECTIVES[item["metric"]][1])
+        direction = item.get("direction", OBJECTIVES[item["metric"]].direction)
         check_choice("objectives.direction", direction, DIRECTIONS)
         out.append(Objective(item["metric"], direction))
     return tuple(out)
@@ -323,5 +317,4 @@ def _cell_config(study: Study, params: dict[str, Any]) -> RunConfig:
         return study.run_config(params)
     except ConfigError as error:
         label = ", ".join(f"{k}={v}" for k, v in params.items())
-        raise ConfigError(error.field, f"{str(error).removeprefix(error.field + ': ')} "
-                          f"(in the cell {label})") from None
+        raise ConfigError(error.field, f"{error.message} (in the cell {label})") from None

@@ -13,7 +13,6 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -34,12 +33,20 @@ from harness.ablate.attrs import (
 from harness.ablate.cells import lineage_of
 from harness.ablate.study_file import Study
 from harness.faults import crash_point
-from harness.models.sizes import model_size
-from harness.tracking import Tracker
-from harness.train import checkpoint_store
-from harness.train.config import RunConfig
+from harness.runs import checkpoint_store, records
+from harness.runs.config import RunConfig, with_values
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
 from harness.train.fence import Fence, Fenced
-from harness.train.run import RunStopped, TrainingFailed, TrainResult, end_with_reason, train
+from harness.train.run import (
+    Recording,
+    RunStopped,
+    Supervisor,
+    TrainingFailed,
+    TrainResult,
+    end_with_reason,
+    train,
+)
 
 _log = logging.getLogger(__name__)
 MAX_RAISES = 3  # attempts of a cell that raise (not NaN: that repeats) before it is FAIL for good
@@ -62,7 +69,7 @@ class ReportToPruner(pl.Callback):
         self.trial = trial
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loss = trainer.callback_metrics.get("val/loss")
+        loss = trainer.callback_metrics.get(records.VAL_LOSS)
         if trainer.sanity_checking or loss is None:
             return
         step = trainer.global_step
@@ -71,16 +78,39 @@ class ReportToPruner(pl.Callback):
             raise PrunedRun(f"pruned at step {step} (val/loss {float(loss):.4f})")
 
 
+class TrialSupervisor(Supervisor):
+    """Records the run and its checkpoints on the trial, so a retry can resume them; fences the
+    run off once the trial is no longer this worker's."""
+
+    def __init__(self, trial: optuna.Trial, tracker: Tracker, grace: int):
+        self.trial = trial
+        self.tracker = tracker
+        self.fence = Fence(lambda: lost(trial), outage_seconds=grace)
+
+    def started(self, run_id: str, checkpoint: str) -> None:
+        self.trial.set_user_attr(RUN_ID, run_id)
+        self.trial.set_user_attr(CHECKPOINT, checkpoint)
+        self.tracker.set_tags(run_id, {records.TRIAL: str(self.trial.number)})
+
+    def checkpointed(self, step: int) -> None:  # a retry elsewhere knows one was written
+        try:
+            self.trial.set_user_attr(CHECKPOINT_STEP, step)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise Fenced(f"trial {self.trial.number} was finished by another worker") from None
+        except Exception as error:  # a database blip: the next checkpoint records it
+            _log.warning("checkpoint step %d not recorded on trial %d (%s)", step,
+                         self.trial.number, str(error).splitlines()[0][:200])
+
+
 @dataclass
 class TrialRunner:
     """The objective Optuna calls: builds the cell's config, trains, returns the objectives."""
 
     study: Study
     tracker: Tracker
-    home: Path
+    workspace: Workspace  # its checkpoints: where every worker of the study can read them
     parent_run_id: str
-    runtime_overrides: tuple[str, ...] = ()
-    checkpoint_root: str | None = None  # default HOME/checkpoints; shared by every worker
+    runtime: dict[str, Any] = field(default_factory=dict)  # {"train.devices": 2}: per machine
     grace: int = 30  # heartbeat grace period: how long a store outage can be ridden out
     lost: list[tuple[int, str]] = field(default_factory=list)  # trials this worker was fenced off
 
@@ -91,7 +121,7 @@ class TrialRunner:
         if is_surplus(trial, grid=self.study.is_grid):
             trial.set_user_attr(SURPLUS, True)
             raise optuna.TrialPruned("this cell is already held by an earlier trial")
-        label = cell_label(params)
+        label = records.cell_label(params)
         trial.set_user_attr(CELL, label)
         try:
             return self._run(trial, params, label, inherited)
@@ -125,53 +155,43 @@ class TrialRunner:
 
     def _run(self, trial: optuna.Trial, params: dict[str, Any], label: str,
              inherited: dict[str, Any]) -> list[float]:
-        config = self.study.run_config(params)
+        config = with_values(self.study.run_config(params), self.runtime)
         resume, continue_run = self._starting_point(trial, inherited)
-        tags = {"harness.study": self.study.name, "harness.trial": str(trial.number),
-                "harness.cell": label, "harness.cell_params": json.dumps(params, sort_keys=True),
-                "harness.role": "trial"}
-
-        def started(run_id: str, checkpoint: str) -> None:
-            trial.set_user_attr(RUN_ID, run_id)
-            trial.set_user_attr(CHECKPOINT, checkpoint)
-            self.tracker.set_tags(run_id, {"harness.trial": str(trial.number)})
-
-        def checkpointed(step: int) -> None:  # a retry elsewhere knows one was written
-            try:
-                trial.set_user_attr(CHECKPOINT_STEP, step)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                raise Fenced(f"trial {trial.number} was finished by another worker") from None
-            except Exception as error:  # a database blip: the next checkpoint records it
-                _log.warning("checkpoint step %d not recorded on trial %d (%s)", step,
-                             trial.number, str(error).splitlines()[0][:200])
-
+        tags = {records.STUDY: self.study.name, records.TRIAL: str(trial.number),
+                records.CELL: label, records.CELL_PARAMS: json.dumps(params, sort_keys=True),
+                records.ROLE: records.ROLE_TRIAL}
+        recording = Recording(tracking_uri=self.tracker.uri, experiment=self.study.name,
+                              run_name=label, parent_run_id=self.parent_run_id, tags=tags,
+                              patience=TRACKING_PATIENCE)
         callbacks = [ReportToPruner(trial)] if self.study.pruner != "none" else []
         start = time.perf_counter()
         try:
-            result = train(self._with_runtime(config), tracking_uri=self.tracker.uri,
-                           experiment=self.study.name, run_name=label, home=self.home,
-                           resume=resume, continue_run=continue_run,
-                           checkpoint_root=self.checkpoint_root,
-                           parent_run_id=self.parent_run_id, tags=tags, callbacks=callbacks,
-                           progress_bar=False,
-                           fence=Fence(lambda: lost(trial), outage_seconds=self.grace),
-                           on_run_started=started, on_checkpoint=checkpointed,
-                           tracking_patience=TRACKING_PATIENCE)
+            result = train(config, workspace=self.workspace, recording=recording, resume=resume,
+                           continue_run=continue_run, callbacks=callbacks,
+                           supervisor=TrialSupervisor(trial, self.tracker, self.grace),
+                           progress_bar=False)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
         if self.study.evaluate:  # logged as eval/* metrics on the trial's own run
             from harness.evaluate import evaluate
 
             evaluate(result.run_id, list(self.study.evaluate), tracking_uri=self.tracker.uri,
-                     home=self.home)
-        seconds = time.perf_counter() - start
-        if "perf/trial_seconds" not in self.tracker.run(result.run_id).data.metrics:
-            self.tracker.log_metrics(result.run_id, {
-                "perf/trial_seconds": seconds,
-                "perf/trial_overhead_s": seconds - result.metrics.get("perf/step_seconds", 0.0),
-            }, step=config.train.max_steps)
+                     workspace=self.workspace)
+        recorded = self._log_trial_time(result, time.perf_counter() - start, config)
         crash_point("trial.finished")
-        return [objective_value(o.metric, result, config) for o in self.study.objectives]
+        metrics = {**recorded, **result.metrics}
+        return [records.OBJECTIVES[o.metric].read(metrics) for o in self.study.objectives]
+
+    def _log_trial_time(self, result: TrainResult, seconds: float,
+                        config: RunConfig) -> dict[str, float]:
+        """The trial's whole time, once (a resumed trial keeps its first); the run's metrics."""
+        recorded = self.tracker.run(result.run_id).data.metrics
+        if records.TRIAL_SECONDS not in recorded:
+            self.tracker.log_metrics(result.run_id, {
+                records.TRIAL_SECONDS: seconds,
+                records.TRIAL_OVERHEAD: seconds - result.metrics.get(records.STEP_SECONDS, 0.0),
+            }, step=config.train.max_steps)
+        return recorded
 
     def _starting_point(self, trial: optuna.Trial,
                         inherited: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -193,7 +213,7 @@ class TrialRunner:
             except Exception as error:  # an fsspec store that cannot be reached
                 why = (f"the checkpoint of step {step} at {checkpoint} cannot be reached from "
                        f"{socket.gethostname()} ({type(error).__name__}: {str(error)[:200]})")
-        self.tracker.set_tags(run_id, {"harness.restart_reason": f"{why}; trial "
+        self.tracker.set_tags(run_id, {records.RESTART_REASON: f"{why}; trial "
                                        f"{trial.number} restarts the cell from step 0"})
         return None, run_id
 
@@ -202,8 +222,8 @@ class TrialRunner:
         mine = trial.study._storage.get_trial(trial._trial_id)  # optuna.Trial hides system attrs
         for number in mine.system_attrs.get("retry_history", []):
             runs = self.tracker.find_runs(self.study.name, {
-                "harness.role": "trial", "harness.trial": str(number),
-                "mlflow.parentRunId": self.parent_run_id})
+                records.ROLE: records.ROLE_TRIAL, records.TRIAL: str(number),
+                records.PARENT: self.parent_run_id})
             if runs:
                 return runs[0].info.run_id
         return None
@@ -224,13 +244,6 @@ class TrialRunner:
                                                      step=p.step)
         params["seed"] = self.study.seeds[0]  # tuning: one run per sampled point
         return params
-
-    def _with_runtime(self, config: RunConfig) -> RunConfig:
-        if not self.runtime_overrides:
-            return config
-        from harness.train.config import apply_overrides, parse_overrides
-
-        return apply_overrides(config, parse_overrides(self.runtime_overrides))
 
 
 def lost(trial: optuna.Trial) -> str | None:
@@ -264,20 +277,3 @@ def is_surplus(trial: optuna.Trial, grid: bool) -> bool:
         return False
     return any(t.number < me.number and t.system_attrs.get("grid_id") == me.system_attrs.get(
         "grid_id") for t in trials)
-
-
-def cell_label(params: dict[str, Any]) -> str:
-    """`model.chunk_size=4,seed=0` with section prefixes dropped: a readable run name."""
-    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
-
-
-def objective_value(metric: str, result: TrainResult, config: RunConfig) -> float:
-    if metric == "val_loss":
-        return result.metrics["val/loss"]
-    if metric == "flops_per_token":
-        return result.metrics["perf/flops_per_token"]
-    if metric == "table_bytes":
-        return float(model_size(config.model).table_bytes)
-    if metric == "tokens_per_s":
-        return result.metrics["perf/tokens_per_s"]
-    raise KeyError(metric)

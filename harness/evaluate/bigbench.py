@@ -24,13 +24,13 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.evaluate.multiple_choice import MCExample
-from harness.tracking import HOME
+from harness.runs.workspace import Workspace
 
 REQUIREMENT = "bigbench==1.0.0"
 SDIST_NAME = "bigbench-1.0.0.tar.gz"
 TASKS_IN_SDIST = "bigbench-1.0.0/bigbench/benchmark_tasks"
 TASK_FILE = "task.json"
-CACHE = HOME / "cache" / "bigbench"  # where evaluate() looks for bigbench:TASK by default
+CACHE = Workspace().cache / "bigbench"  # where evaluate() looks for bigbench:TASK by default
 TASK_NAME = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?$")  # task, or task/subtask
 # BIG-bench's JSON-task formatting fields and the defaults its json_task.py uses.
 DEFAULTS = {"task_prefix": "", "example_input_prefix": "\nQ: ", "example_output_prefix": "\nA: ",

@@ -51,7 +51,7 @@ class HarnessLM(LM):
         if scorer is None:
             if checkpoint is None:
                 raise ConfigError("model_args", "names no model; allowed: checkpoint=PATH")
-            from harness.evaluate.run import load_scorer
+            from harness.evaluate.checkpoint import load_scorer
 
             scorer, info = load_scorer(Path(checkpoint), int(batch_size), device)
         self.scorer = scorer

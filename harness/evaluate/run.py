@@ -11,14 +11,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from harness.data import Tokenizer, documents_digest, encode_documents
 from harness.errors import ConfigError
 from harness.evaluate.bigbench import load_bigbench_task
-from harness.evaluate.checkpoint import Checkpoint, load_model, read_checkpoint, resolve_target
+from harness.evaluate.checkpoint import (
+    Checkpoint,
+    default_device,
+    load_model,
+    model_info,
+    read_checkpoint,
+    resolve_target,
+)
 from harness.evaluate.multiple_choice import examples_digest, score_examples
 from harness.evaluate.perplexity import perplexity
 from harness.evaluate.play_tasks import BuiltTask, build_play_task
@@ -27,8 +33,11 @@ from harness.evaluate.run_data import corpus_split, run_tokenizer
 from harness.evaluate.scoring import Scorer
 from harness.evaluate.tasks import TaskSpec, parse_tasks
 from harness.models.memory_layer import TABLE_STORAGES, store_all_tables
-from harness.tracking import HOME, Tracker, check_tracking_uri, redact, resolve_tracking_uri
-from harness.train.config import RunConfig
+from harness.runs import records
+from harness.runs.config import RunConfig
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
+from harness.tracking.stores import check_tracking_uri, redact, resolve_tracking_uri
 from harness.validate import check_choice, check_int
 
 PLAY_CORPUS = "shakespeare"  # the mc:* tasks are built from its held-out plays
@@ -48,7 +57,7 @@ def evaluate(
     tasks: Sequence[str],
     *,
     tracking_uri: str | None = None,
-    home: Path = HOME,
+    workspace: Workspace = Workspace(),
     limit: int | None = None,
     batch_size: int = 32,
     stride: int | None = None,
@@ -67,64 +76,66 @@ def evaluate(
     table_storage `bf16` or `int8` scores a MemoryFormer with its hash tables stored that way
     (MemoryLayer.store_tables); its results are logged as task "<task>.<storage>-tables".
     """
-    home = Path(home)
     check_choice("table_storage", table_storage, tuple(TABLE_STORAGES))
-    specs = parse_tasks(tasks, Path(bigbench_dir) if bigbench_dir else home / "cache" / "bigbench")
+    specs = parse_tasks(tasks, Path(bigbench_dir) if bigbench_dir
+                        else workspace.cache / "bigbench")
     _check_numbers(limit, batch_size, stride)
-    uri = resolve_tracking_uri(tracking_uri, home)
-    if log or not Path(target).expanduser().exists():  # the store is needed: check it first
-        check_tracking_uri(uri)
-    tracker = Tracker(uri, artifact_root=home / "artifacts")
-    checkpoint = read_checkpoint(resolve_target(target, home, tracker))
-    run = _run_to_log(tracker, checkpoint) if log else None
+    tracker, checkpoint, run = _target(target, tracking_uri, workspace, log)
     config = checkpoint.config
     if table_storage != "fp32" and config.model.kind != "memoryformer":
         raise ConfigError("table_storage", f"{table_storage!r} applies to hash tables and this "
                           f"run's model is {config.model.kind}; allowed: fp32")
-    window = config.seq_len
-    stride = stride or max(1, window // 2)
-    if stride > window:
-        raise ConfigError("stride", f"{stride} is longer than the window of {window} tokens (the "
-                          f"run's seq_len); allowed: 1..{window}")
-    settings = Settings(limit, stride, _device(device))
-    digest = run.data.tags.get("data.tokenizer_digest") if run is not None else None
+    settings = Settings(limit, _stride(stride, config.seq_len), default_device(device))
+    digest = run.data.tags.get(records.TOKENIZER_DIGEST) if run is not None else None
     tokenizer = run_tokenizer(config.data, config.model.vocab_size, digest)
-    runners = [_prepare(spec, checkpoint, tokenizer, settings) for spec in specs
-               if spec.kind != "lm-eval"]
-    lm_eval_names = [spec.name for spec in specs if spec.kind == "lm-eval"]
-    if lm_eval_names:
-        runners.append(_prepare_lm_eval(lm_eval_names, lm_eval_include, checkpoint, settings))
+    runners = _runners(specs, checkpoint, tokenizer, settings, lm_eval_include)
 
     model = load_model(checkpoint, torch.device(settings.device))
     if table_storage != "fp32":
         store_all_tables(model, table_storage)
-    scorer = Scorer(model, tokenizer, window, batch_size, settings.device)
-    results: dict[str, TaskResult] = {}
-    for runner in runners:
-        results.update(runner(scorer))
-    if table_storage != "fp32":
-        results = {f"{name}.{table_storage}-tables":
-                   replace(result, task=f"{result.task}.{table_storage}-tables")
-                   for name, result in results.items()}
+    scorer = Scorer(model, tokenizer, config.seq_len, batch_size, settings.device)
+    results = _with_storage({name: result for runner in runners
+                             for name, result in runner(scorer).items()}, table_storage)
     if run is not None:
         _log(tracker, run.info.run_id, checkpoint.step, results)
     return results
 
 
-def load_scorer(path: Path, batch_size: int = 32, device: str | None = None
-                ) -> tuple[Scorer, dict[str, Any]]:
-    """A Scorer over a checkpoint file, for callers without a tracking store (lm-eval's CLI)."""
-    checkpoint = read_checkpoint(path)
-    device = _device(device)
-    config = checkpoint.config
-    tokenizer = run_tokenizer(config.data, config.model.vocab_size)
-    model = load_model(checkpoint, torch.device(device))
-    return (Scorer(model, tokenizer, config.seq_len, batch_size, device),
-            _model_info(checkpoint))
+def _with_storage(results: dict[str, TaskResult], storage: str) -> dict[str, TaskResult]:
+    """Results of a model with non-fp32 tables, named as such: `ppl:heldout.int8-tables`."""
+    if storage == "fp32":
+        return results
+    return {f"{name}.{storage}-tables": replace(result, task=f"{result.task}.{storage}-tables")
+            for name, result in results.items()}
 
 
-def _device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+def _target(target: str, tracking_uri: str | None, workspace: Workspace, log: bool):
+    """(tracker, checkpoint, the run to log on or None): the store checked before it is used."""
+    uri = resolve_tracking_uri(tracking_uri, workspace)
+    if log or not Path(target).expanduser().exists():  # the store is needed: check it first
+        check_tracking_uri(uri)
+    tracker = Tracker(uri, artifact_root=workspace.artifacts)
+    checkpoint = read_checkpoint(resolve_target(target, workspace, tracker))
+    return tracker, checkpoint, _run_to_log(tracker, checkpoint) if log else None
+
+
+def _stride(stride: int | None, window: int) -> int:
+    stride = stride or max(1, window // 2)
+    if stride > window:
+        raise ConfigError("stride", f"{stride} is longer than the window of {window} tokens (the "
+                          f"run's seq_len); allowed: 1..{window}")
+    return stride
+
+
+def _runners(specs: list[TaskSpec], checkpoint: Checkpoint, tokenizer: Tokenizer,
+             settings: Settings, lm_eval_include: Path | None) -> list[Runner]:
+    """Every task's data loaded or built now, so bad input fails before the model loads."""
+    runners = [_prepare(spec, checkpoint, tokenizer, settings) for spec in specs
+               if spec.kind != "lm-eval"]
+    lm_eval_names = [spec.name for spec in specs if spec.kind == "lm-eval"]
+    if lm_eval_names:
+        runners.append(_prepare_lm_eval(lm_eval_names, lm_eval_include, checkpoint, settings))
+    return runners
 
 
 def _check_numbers(limit: int | None, batch_size: int, stride: int | None) -> None:
@@ -215,17 +226,10 @@ def _prepare_lm_eval(names: list[str], include: Path | None, checkpoint: Checkpo
     check_hub(names, manager, include)
 
     def run(scorer: Scorer) -> dict[str, TaskResult]:
-        lm = HarnessLM(scorer=scorer, stride=settings.stride, info=_model_info(checkpoint))
+        lm = HarnessLM(scorer=scorer, stride=settings.stride, info=model_info(checkpoint))
         return run_lm_eval(lm, names, manager, settings.limit)
 
     return run
-
-
-def _model_info(checkpoint: Checkpoint) -> dict[str, Any]:
-    config = checkpoint.config
-    return {"harness_run_id": checkpoint.run_id, "harness_preset": config.preset,
-            "harness_kind": config.model.kind, "harness_step": checkpoint.step,
-            "harness_checkpoint": str(checkpoint.path)}
 
 
 def _log(tracker: Tracker, run_id: str, step: int, results: dict[str, TaskResult]) -> None:

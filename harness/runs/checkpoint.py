@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
-from harness.train import checkpoint_store
-from harness.train.config import RunConfig
+from harness.runs import checkpoint_store
+from harness.runs.config import RunConfig
 
 CHECKPOINT = "last.ckpt"  # the name train() gives a run's latest checkpoint
 STATE_PREFIX = "model."  # CausalLM holds the LanguageModel as `self.model`

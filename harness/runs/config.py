@@ -7,6 +7,7 @@ The resolved config is flattened into MLflow params and saved as YAML beside eve
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -63,6 +64,9 @@ class TrainConfig:
     log_every: int = 10
     throughput_warmup_steps: int = 3  # excluded from tokens/s: allocator and kernel warm-up
     log_checkpoint: bool = False  # also store the final checkpoint as an MLflow artifact
+    # Keep freed memory for reuse instead of returning it to the OS (harness/allocator.py): a
+    # process-wide glibc setting, applied when a run starts; HARNESS_KEEP_FREED_MEMORY=0 overrides.
+    keep_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "val_every", "log_every"):
@@ -72,8 +76,9 @@ class TrainConfig:
         check_int("throughput_warmup_steps", self.throughput_warmup_steps, minimum=0)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("accelerator", self.accelerator, ACCELERATORS)
-        if not isinstance(self.log_checkpoint, bool):
-            raise ConfigError("log_checkpoint", f"{self.log_checkpoint!r}; allowed: true, false")
+        for name in ("log_checkpoint", "keep_freed_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"{getattr(self, name)!r}; allowed: true, false")
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
@@ -135,20 +140,34 @@ class RunConfig:
 
 
 def build_run_config(preset_name: str, overrides: list[str] | tuple[str, ...] = (),
-                     values: dict[str, Any] | None = None) -> RunConfig:
+                     values: Mapping[str, Any] | None = None) -> RunConfig:
     """A preset's model, default data, optimiser and loop, then changes: `section.field=value`
-    strings (parsed as YAML), then typed `values` {"section.field": value} (no parsing)."""
+    strings (a user's `--set`, parsed as YAML), then typed `values` {"section.field": value}
+    (flags and study settings, never parsed)."""
     if preset_name not in preset_names():
         raise ConfigError("preset", f"{preset_name!r} is not a preset; "
                           f"allowed: {', '.join(preset_names())}")
     base = RunConfig(preset_name, preset(preset_name), DataConfig(), OptimConfig(), TrainConfig())
     changes = parse_overrides(overrides)
-    for key, value in (values or {}).items():
+    for section, fields_ in nest_values(values or {}).items():
+        changes.setdefault(section, {}).update(fields_)
+    return apply_overrides(base, changes)
+
+
+def with_values(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
+    """`config` with typed {"section.field": value} changes applied, validated as a whole."""
+    return apply_overrides(config, nest_values(values))
+
+
+def nest_values(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"model.chunk_size": 4} -> {"model": {"chunk_size": 4}}."""
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
         section, _, name = key.partition(".")
         if section not in SECTIONS or not name:
             raise ConfigError(key, f"not SECTION.FIELD; allowed sections: {', '.join(SECTIONS)}")
         changes.setdefault(section, {})[name] = value
-    return apply_overrides(base, changes)
+    return changes
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -180,11 +199,16 @@ def parse_value(raw: str) -> Any:
     return value
 
 
-def apply_overrides(config: RunConfig, changes: dict[str, dict[str, Any]]) -> RunConfig:
+def apply_overrides(config: RunConfig, changes: Mapping[str, Mapping[str, Any]]) -> RunConfig:
+    """`config` with {section: {field: value}} changes, each section rebuilt with `replace` (so
+    validated again), errors naming `section.field`."""
     sections = {name: getattr(config, name) for name in SECTIONS}
     for name, values in changes.items():
-        current = dataclasses.asdict(sections[name])
-        sections[name] = _section(name, SECTIONS[name], {**current, **values})
+        _check_fields(name, SECTIONS[name], values)
+        try:
+            sections[name] = dataclasses.replace(sections[name], **values)
+        except ConfigError as error:
+            raise error.within(name) from None
     run = RunConfig(preset=config.preset, **sections)
     if run.data.seq_len is not None and run.data.seq_len > run.model.context_length:
         raise ConfigError("data.seq_len", f"{run.data.seq_len} is longer than model.context_length"
@@ -192,14 +216,17 @@ def apply_overrides(config: RunConfig, changes: dict[str, dict[str, Any]]) -> Ru
     return run
 
 
-def _section(name: str, kind: type, values: dict[str, Any]) -> Any:
-    """Build one section, with errors naming `section.field`."""
+def _check_fields(name: str, kind: type, values: Mapping[str, Any]) -> None:
     allowed = [f.name for f in fields(kind)]
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]}", f"unknown field; allowed: {', '.join(allowed)}")
+
+
+def _section(name: str, kind: type, values: Mapping[str, Any]) -> Any:
+    """Build one section, with errors naming `section.field`."""
+    _check_fields(name, kind, values)
     try:
         return kind(**values)
     except ConfigError as error:
-        message = str(error).removeprefix(f"{error.field}: ")
-        raise ConfigError(f"{name}.{error.field}", message) from None
+        raise error.within(name) from None

@@ -15,14 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.tracking import (
-    HOME,
-    check_tracking_uri,
-    default_tracking_uri,
-    redact,
-    stop_ui,
-    wait_until_up,
-)
+from harness.runs.workspace import Workspace
+from harness.tracking.stores import check_tracking_uri, redact
+from harness.tracking.ui import stop_ui, wait_until_up
 
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 # Defaults for the server's environment (the caller's own settings win). No telemetry: the
@@ -36,8 +31,9 @@ SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXEC
 class ServerConfig:
     """What `mlflow server` is started with; `check()` validates it before anything starts."""
 
-    backend_store_uri: str = field(default_factory=default_tracking_uri)
-    artifacts_destination: str = str(HOME / "served-artifacts")  # a folder or fsspec/s3 URL
+    backend_store_uri: str = field(default_factory=lambda: Workspace().tracking_uri)
+    # a folder or fsspec/s3 URL
+    artifacts_destination: str = field(default_factory=lambda: str(Workspace().served_artifacts))
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1
@@ -115,8 +111,7 @@ def check_backend_store_uri(uri: str) -> None:
     try:
         check_tracking_uri(uri)  # sqlite: its folder can be made; a database: it answers
     except ConfigError as error:
-        raise ConfigError("backend_store_uri", str(error).removeprefix(f"{error.field}: ")
-                          ) from None
+        raise ConfigError("backend_store_uri", error.message) from None
 
 
 def _check_port_free(host: str, port: int) -> None:

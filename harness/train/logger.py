@@ -12,13 +12,14 @@ every write (see fence.py).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from harness.faults import crash_point
-from harness.tracking import Tracker
+from harness.tracking.client import Tracker
 from harness.train.fence import Fence
 
 
@@ -56,3 +57,10 @@ class TrackerLogger(Logger):
         self.tracker.log_metrics(self.run_id, metrics, step)
         self.logged.update(dict.fromkeys(metrics, step))  # one value per step, first wins
         crash_point("log")
+
+    @rank_zero_only
+    def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
+        """A local file into the run's artifacts (under `artifact_path`), fenced like metrics."""
+        if self.fence is not None:
+            self.fence.check()
+        self.tracker.log_artifact(self.run_id, Path(path), artifact_path)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models import LanguageModel, build_model
-from harness.train.config import RunConfig
+from harness.runs import records
+from harness.runs.config import RunConfig
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,12 +40,13 @@ class CausalLM(pl.LightningModule):
         loss = self._loss(batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"training loss is {loss.item()} at step {self.global_step}")
-        self.log("train/loss", loss, prog_bar=True, logger=False)
+        self.log(records.TRAIN_LOSS, loss, prog_bar=True, logger=False)
         step = self.global_step + 1  # this batch completes optimiser step `step`
         if step % self.config.train.log_every == 0 or step == self.config.train.max_steps:
             lr = self.optimizers().param_groups[0]["lr"]
-            self._record({"train/loss": loss.item(), "train/ppl": math.exp(min(loss.item(), 50)),
-                          "train/lr": lr}, step)
+            self._record({records.TRAIN_LOSS: loss.item(),
+                          records.TRAIN_PPL: math.exp(min(loss.item(), 50)), records.TRAIN_LR: lr},
+                         step)
         return loss
 
     def _record(self, metrics: dict[str, float], step: int) -> None:
@@ -65,8 +67,9 @@ class CausalLM(pl.LightningModule):
         if not self._val_tokens:
             return
         loss = (self._val_loss_sum / self._val_tokens).item()  # token-weighted over the split
-        self.log("val/loss", loss, prog_bar=True, logger=False)
-        self._record({"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}, self.global_step)
+        self.log(records.VAL_LOSS, loss, prog_bar=True, logger=False)
+        self._record({records.VAL_LOSS: loss, records.VAL_PPL: math.exp(min(loss, 50.0))},
+                     self.global_step)
 
     def configure_optimizers(self):
         optim, steps = self.config.optim, self.config.train.max_steps

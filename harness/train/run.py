@@ -8,54 +8,48 @@ costs nothing and leaves no half-made run behind.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
 import lightning.pytorch as pl
 
 from harness.allocator import keep_freed_memory
 from harness.data.datamodule import TextDataModule
 from harness.errors import ConfigError
 from harness.faults import crash_point
-from harness.metrics.memory import adamw_state_bytes
 from harness.models.cost import flops_per_token
-from harness.models.sizes import model_size
-from harness.tracking import HOME, Tracker, check_tracking_uri, provenance, resolve_tracking_uri
-from harness.train import checkpoint_store
+from harness.runs import checkpoint_store, records
+from harness.runs.checkpoint import CHECKPOINT, WRITTEN_BY, read_checkpoint
+from harness.runs.checkpoint_store import AtomicCheckpointIO
+from harness.runs.config import RunConfig
+from harness.runs.workspace import Workspace
+from harness.tracking.client import Tracker
+from harness.tracking.stores import check_tracking_uri, resolve_tracking_uri
 from harness.train.callbacks import (
     BucketUsageMonitor,
     CrashPoints,
-    PeakMemory,
+    PeakMemoryMonitor,
     SaveAfterValidation,
     Throughput,
 )
-from harness.train.checkpoint import CHECKPOINT, WRITTEN_BY, read_checkpoint
-from harness.train.checkpoint_store import AtomicCheckpointIO
-from harness.train.config import RunConfig
-from harness.train.fence import Fence, FenceCheck, Fenced
+from harness.train.fence import FenceCheck, Fenced
 from harness.train.logger import TrackerLogger
 from harness.train.module import CausalLM, NonFiniteLossError
+from harness.train.recording import (
+    Recording,
+    RunStopped,
+    Supervisor,
+    TrainingFailed,
+    end_with_reason,
+    log_checkpoint,
+    start_run,
+)
 
-
-class TrainingFailed(RuntimeError):
-    """The run started but could not finish; its MLflow run is marked FAILED with the reason."""
-
-    def __init__(self, run_id: str, reason: str):
-        super().__init__(reason)
-        self.run_id = run_id
-
-
-class RunStopped(Exception):
-    """Raised by a callback to end a run early on purpose (e.g. a pruner): not a failure.
-
-    The run is ended with `status` and the message as its stop reason.
-    """
-
-    status = "KILLED"
+__all__ = ["Recording", "RunStopped", "Supervisor", "TrainResult", "TrainingFailed",
+           "end_with_reason", "resume_point", "train"]
 
 
 @dataclass(frozen=True)
@@ -67,99 +61,105 @@ class TrainResult:
     checkpoint: str  # its location: a path, or a URL of a shared checkpoint store
 
 
+@dataclass(frozen=True)
+class _Run:
+    """The MLflow run a training writes into, and where its checkpoints go."""
+
+    tracker: Tracker
+    experiment: str
+    run_id: str
+    checkpoint_dir: str
+    logged: dict[str, int]  # metric -> last step the run already holds (a continued run)
+
+    @property
+    def checkpoint(self) -> str:
+        return checkpoint_store.join(self.checkpoint_dir, CHECKPOINT)
+
+
 def train(
     config: RunConfig,
     *,
-    tracking_uri: str | None = None,
-    experiment: str = "train",
-    run_name: str | None = None,
-    home: Path = HOME,
+    workspace: Workspace = Workspace(),
+    recording: Recording = Recording(),
     resume: Path | str | None = None,
     continue_run: str | None = None,
-    checkpoint_root: Path | str | None = None,
-    parent_run_id: str | None = None,
-    tags: dict[str, str] | None = None,
     callbacks: list[pl.Callback] | None = None,
+    supervisor: Supervisor | None = None,
     progress_bar: bool = True,
-    fence: Fence | None = None,
-    on_run_started: Callable[[str, str], None] | None = None,
-    on_checkpoint: Callable[[int], None] | None = None,
-    tracking_patience: float = 0.0,
 ) -> TrainResult:
     """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
 
     `continue_run` trains from step 0 in an existing run (a retry whose checkpoint is missing):
     the steps it already logged are not logged twice. Checkpoints go to
-    `checkpoint_root/RUN_ID/` (default HOME/checkpoints; a shared path or an fsspec URL lets
-    another machine resume them). `fence` (see fence.py) is asked before every write; when it
-    raises `Fenced` the run and its checkpoint are left as they are. `on_run_started(run_id,
-    checkpoint_location)` is called once the MLflow run exists, before step 0 (the study runner
-    records both on its trial, so a retry can resume them); `on_checkpoint(step)` once each
-    checkpoint is in place. `tracking_patience`: seconds to wait for a tracking server that does
-    not answer before giving up (0: fail at once, before anything else).
+    `workspace.checkpoints/RUN_ID/` (a shared path or an fsspec URL lets another machine resume
+    them). A `supervisor` (the study runner) hears of the run and its checkpoints and may fence
+    it off (see recording.Supervisor).
     """
-    uri = resolve_tracking_uri(tracking_uri, home)
-    check_tracking_uri(uri, tracking_patience)
-    keep_freed_memory()  # reuse each step's freed buffers instead of faulting them in again
-    run_id = continue_run
-    resumed_step = 0
+    uri = resolve_tracking_uri(recording.tracking_uri, workspace)
+    check_tracking_uri(uri, recording.patience)
+    if config.train.keep_freed_memory:
+        keep_freed_memory()  # reuse each step's freed buffers instead of faulting them in again
+    run_id, resumed_step = continue_run, 0
     if resume is not None:
         config, run_id, resumed_step = resume_point(resume, config)
-    datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
-    try:
-        datamodule.prepare()  # corpus, split, tokenizer, token cache: all checked up front
-    except ConfigError as error:
-        raise ConfigError(f"data.{error.field}", str(error).removeprefix(f"{error.field}: ")
-                          ) from None
+    datamodule = _prepared_data(config)
     config = dataclasses.replace(
         config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size))
-
-    tracker = Tracker(uri, artifact_root=home / "artifacts")
-    root = checkpoint_store.root_location(checkpoint_root or home / "checkpoints")
-    logged: dict[str, int] = {}
-    if run_id is None:
-        run_id = _start_run(tracker, config, datamodule, experiment, run_name, parent_run_id,
-                            tags or {})
-        crash_point("run.started")
-    else:
-        if fence is not None:
-            fence.check(always=True)
-        logged = tracker.logged_steps(run_id)
-        tracker.reopen_run(run_id)
-        tracker.set_tags(run_id, {"harness.resumed_from_step": resumed_step})
-    checkpoint_dir = checkpoint_store.join(root, run_id)
-    checkpoint = checkpoint_store.join(checkpoint_dir, CHECKPOINT)
-    tracker.set_tags(run_id, {"harness.checkpoint": checkpoint})
-    if on_run_started is not None:
-        on_run_started(run_id, checkpoint)
+    supervisor = supervisor or Supervisor()
+    run = _open_run(Tracker(uri, artifact_root=workspace.artifacts), config, datamodule,
+                    recording, workspace, run_id, resumed_step, supervisor)
     throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
                             flops_per_token(config.model, config.seq_len))
-    try:  # from here on, whatever goes wrong ends the run with its reason
-        checkpoint_store.write_text(checkpoint_store.join(checkpoint_dir, "config.yaml"),
+    with _ends_on_error(run.tracker, run.run_id):
+        checkpoint_store.write_text(checkpoint_store.join(run.checkpoint_dir, "config.yaml"),
                                     config.to_yaml())
-        pl.seed_everything(config.train.seed, workers=True, verbose=False)
-        module = CausalLM(config)
-        module.run_id = run_id
-        extra = [throughput, CrashPoints(), *(callbacks or [])]
-        if fence is not None:
-            extra.append(FenceCheck(fence, config.train.val_every))
-        logger = TrackerLogger(tracker, run_id, experiment, logged, fence)
-        local_root = home if checkpoint_store.is_url(checkpoint_dir) else Path(checkpoint_dir)
-        trainer = _trainer(config, logger, local_root, progress_bar,
-                           [*extra, SaveAfterValidation(checkpoint)],
-                           AtomicCheckpointIO(on_checkpoint))
-        with warnings.catch_warnings():
-            _quiet_known_lightning_warnings()
-            trainer.fit(module, datamodule=datamodule,
-                        ckpt_path=str(resume) if resume is not None else None)
-            ended_unvalidated = trainer.global_step % config.train.val_every
-            if ended_unvalidated or "val/loss" not in trainer.callback_metrics:
-                trainer.validate(module, datamodule=datamodule, verbose=False)
-        if fence is not None:
-            fence.check(always=True)
-        trainer.save_checkpoint(checkpoint)
+        trainer = _fit(config, datamodule, run, workspace, supervisor,
+                       [throughput, CrashPoints(), *(callbacks or [])], progress_bar, resume)
         if config.train.log_checkpoint:
-            _log_checkpoint(tracker, run_id, checkpoint_dir)
+            log_checkpoint(run.tracker, run.run_id, run.checkpoint_dir)
+    metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
+               **throughput.metrics()}
+    run.tracker.end_run(run.run_id, "FINISHED")
+    return TrainResult(run.run_id, recording.experiment, uri, metrics, run.checkpoint)
+
+
+def _prepared_data(config: RunConfig) -> TextDataModule:
+    """Corpus, split, tokenizer and token cache, all checked before any run exists."""
+    datamodule = TextDataModule(config.data, seq_len=config.seq_len, order_seed=config.train.seed)
+    try:
+        datamodule.prepare()
+    except ConfigError as error:
+        raise error.within("data") from None
+    return datamodule
+
+
+def _open_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule,
+              recording: Recording, workspace: Workspace, run_id: str | None, resumed_step: int,
+              supervisor: Supervisor) -> _Run:
+    """A new run, or the existing one reopened; its supervisor told where its checkpoint is."""
+    logged: dict[str, int] = {}
+    if run_id is None:
+        run_id = start_run(tracker, config, datamodule, recording)
+        crash_point("run.started")
+    else:
+        if supervisor.fence is not None:
+            supervisor.fence.check(always=True)
+        logged = tracker.logged_steps(run_id)
+        tracker.reopen_run(run_id)
+        tracker.set_tags(run_id, {records.RESUMED_FROM: resumed_step})
+    root = checkpoint_store.root_location(workspace.checkpoints)
+    run = _Run(tracker, recording.experiment, run_id, checkpoint_store.join(root, run_id),
+               logged)
+    tracker.set_tags(run_id, {records.CHECKPOINT: run.checkpoint})
+    supervisor.started(run_id, run.checkpoint)
+    return run
+
+
+@contextmanager
+def _ends_on_error(tracker: Tracker, run_id: str) -> Iterator[None]:
+    """Whatever stops the run from here on ends it, with its reason and the right status."""
+    try:
+        yield
     except Fenced:
         raise  # another worker owns the run now: touch nothing
     except RunStopped as stop:
@@ -176,20 +176,34 @@ def train(
         end_with_reason(tracker, run_id, f"{type(error).__name__}: {error}")
         raise
 
-    metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
-               **throughput.metrics()}
-    tracker.end_run(run_id, "FINISHED")
-    return TrainResult(run_id, experiment, uri, metrics, checkpoint)
 
-
-def _log_checkpoint(tracker: Tracker, run_id: str, checkpoint_dir: str) -> None:
-    """The final checkpoint and its config as the run's `checkpoint/` artifacts."""
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in (CHECKPOINT, "config.yaml"):
-            local = Path(scratch) / name
-            with fsspec.open(checkpoint_store.join(checkpoint_dir, name), "rb") as source:
-                local.write_bytes(source.read())
-            tracker.log_artifact(run_id, local, "checkpoint")
+def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Workspace,
+         supervisor: Supervisor, callbacks: list[pl.Callback], progress_bar: bool,
+         resume: Path | str | None) -> pl.Trainer:
+    """Fit to max_steps, validate the final step, and write the final checkpoint."""
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    module = CausalLM(config)
+    module.run_id = run.run_id
+    fence = supervisor.fence
+    if fence is not None:
+        callbacks.append(FenceCheck(fence, config.train.val_every))
+    callbacks.append(SaveAfterValidation(run.checkpoint))  # last: after the fence it guards
+    logger = TrackerLogger(run.tracker, run.run_id, run.experiment, run.logged, fence)
+    local_root = (workspace.root if checkpoint_store.is_url(run.checkpoint_dir)
+                  else Path(run.checkpoint_dir))
+    trainer = _trainer(config, logger, local_root, progress_bar, callbacks,
+                       AtomicCheckpointIO(supervisor.checkpointed))
+    with warnings.catch_warnings():
+        _quiet_known_lightning_warnings()
+        trainer.fit(module, datamodule=datamodule,
+                    ckpt_path=str(resume) if resume is not None else None)
+        ended_unvalidated = trainer.global_step % config.train.val_every
+        if ended_unvalidated or records.VAL_LOSS not in trainer.callback_metrics:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+    if fence is not None:
+        fence.check(always=True)
+    trainer.save_checkpoint(run.checkpoint)
+    return trainer
 
 
 def resume_point(path: Path | str, requested: RunConfig) -> tuple[RunConfig, str, int]:
@@ -202,35 +216,6 @@ def resume_point(path: Path | str, requested: RunConfig) -> tuple[RunConfig, str
     steps = max(config.train.max_steps, requested.train.max_steps)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=steps))
     return config, checkpoint.run_id, checkpoint.step
-
-
-def _start_run(tracker: Tracker, config: RunConfig, datamodule: TextDataModule, experiment: str,
-               run_name: str | None, parent_run_id: str | None, extra_tags: dict[str, str]) -> str:
-    size = model_size(config.model)
-    tags = {
-        **provenance(),
-        "seed": str(config.train.seed),
-        "preset": config.preset,
-        "model.kind": config.model.kind,
-        "data.corpus_digest": datamodule.corpus_digest,
-        "data.tokenizer_digest": datamodule.tokenizer_digest,
-        **extra_tags,
-    }
-    name = run_name or f"{config.preset}-s{config.train.seed}"
-    run_id = tracker.start_run(experiment, name, tags, parent_run_id)
-    tracker.log_params(run_id, config.flat_params())
-    tracker.log_text(run_id, config.to_yaml(), "config.yaml")
-    tracker.log_metrics(run_id, {
-        "size/params": size.total_params,
-        "size/table_params": size.table_params,
-        "size/other_params": size.other_params,
-        "size/table_bytes": size.table_bytes,
-        "size/other_bytes": size.other_bytes,
-        "size/optimizer_state_bytes": adamw_state_bytes(size.total_params),
-        "data/train_tokens": datamodule.train_tokens,
-        "data/val_tokens": datamodule.val_tokens,
-    }, step=0)
-    return run_id
 
 
 def _trainer(config: RunConfig, logger: TrackerLogger, local_root: Path, progress_bar: bool,
@@ -250,19 +235,13 @@ def _trainer(config: RunConfig, logger: TrackerLogger, local_root: Path, progres
         strategy=train.strategy,
         logger=logger,
         plugins=[checkpoint_io],  # checkpoints moved into place whole, on any fsspec store
-        callbacks=[PeakMemory(), BucketUsageMonitor(), *callbacks],
+        callbacks=[PeakMemoryMonitor(), BucketUsageMonitor(), *callbacks],
         enable_checkpointing=False,  # SaveAfterValidation is the one checkpoint writer
         log_every_n_steps=train.log_every,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         default_root_dir=local_root,
     )
-
-
-def end_with_reason(tracker: Tracker, run_id: str, reason: str, status: str = "FAILED") -> None:
-    """End a run that did not finish: FAILED with `failure_reason`, KILLED with `stop_reason`."""
-    tracker.set_tags(run_id, {"failure_reason" if status == "FAILED" else "stop_reason": reason})
-    tracker.end_run(run_id, status)
 
 
 def _quiet_known_lightning_warnings() -> None:

@@ -1,0 +1,52 @@
+"""`mlflow server` as a child process: started over a store, waited for, stopped with all its
+workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from harness.tracking.stores import check_tracking_uri
+
+
+def start_ui(uri: str, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
+    """`mlflow server` over the store, in its own process group (it starts child workers)."""
+    if uri.startswith("sqlite:///"):
+        check_tracking_uri(uri)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def wait_until_up(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Poll `url`/health until it answers; raise if the server died or never answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the MLflow server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer /health within {timeout:.0f} s")
+
+
+def stop_ui(process: subprocess.Popen) -> None:
+    """Stop the server and all its workers: signal the whole process group."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
