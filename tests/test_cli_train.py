@@ -40,6 +40,12 @@ def small_corpus(tmp_path) -> str:
     (["--set", "model.num_tables=abc"], "model.num_tables: 'abc' is not an integer"),
     (["--max-steps", "0"], "train.max_steps: 0 is too small; allowed: integers >= 1"),
     (["--corpus", "/no/such/plays"], "data.corpus:"),
+    # flags are typed values, never parsed as YAML: `on` is a file name, not True; `null` is not
+    # the default corpus; 2024 is not an int
+    (["--corpus", "on"], "data.corpus: 'on' is neither a known corpus nor an existing path"),
+    (["--corpus", "null"], "data.corpus: 'null' is neither a known corpus nor an existing path"),
+    (["--corpus", "2024"], "data.corpus: '2024' is neither a known corpus nor an existing path"),
+    (["--precision", "16"], "train.precision: '16'"),
     (["--tracking-uri", "TRACKING"], "tracking_uri: http://127.0.0.1:"),
 ])
 def test_bad_input_is_one_line_exit_2_and_creates_no_run(tmp_path, monkeypatch, capsys, args,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from harness.errors import ConfigError
-from harness.runs.config import RunConfig, build_run_config
+from harness.runs.config import RunConfig, build_run_config, with_values
 from harness.train.module import lr_factor
 
 
@@ -75,3 +75,20 @@ def test_exponent_floats_and_typed_values():
                               values={"model.init_std": 1.0e38, "data.corpus": "bible"})
     assert config.optim.lr == 0.001 and config.model.name == "1e3x"
     assert config.model.init_std == 1.0e38 and config.data.corpus == "bible"
+
+
+def test_typed_values_are_applied_to_a_built_config_and_validated_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "on").mkdir()  # a folder of text named like a YAML boolean
+    config = build_run_config("memoryformer-nano")
+    changed = with_values(config, {"train.devices": 2, "train.strategy": "ddp",
+                                   "data.corpus": "on", "model.kernel": "reference"})
+    assert (changed.train.devices, changed.train.strategy) == (2, "ddp")
+    assert changed.data.corpus == "on" and changed.model.kernel == "reference"  # not True
+    assert changed.model.resolved_num_tables == config.model.resolved_num_tables
+    with pytest.raises(ConfigError, match=r"^train\.devices: 0 is too small"):
+        with_values(config, {"train.devices": 0})
+    with pytest.raises(ConfigError, match=r"^train\.colour: unknown field"):
+        with_values(config, {"train.colour": "red"})
+    with pytest.raises(ConfigError, match=r"^train\.keep_freed_memory: 'no'; allowed: true"):
+        with_values(config, {"train.keep_freed_memory": "no"})
