@@ -132,3 +132,75 @@ def test_kernel_reaches_every_memory_layer():
         build_run_config("memoryformer-nano", ["model.kernel=triton"])
     assert error.value.field == "model.kernel"
     assert "allowed: auto, fused, reference" in str(error.value)
+
+
+def test_scaling_series_presets_sit_between_nano_and_micro():
+    names = preset_names()
+    series = ["nano", "n160", "n192", "n224", "micro"]
+    for kind in ("dense", "memoryformer"):
+        order = [names.index(f"{kind}-{size}") for size in series]
+        assert order == sorted(order)
+    # the paper's six and the existing pairs keep their place and relative order
+    assert names[:8] == ["pythia-70m", "memoryformer-tiny", "pythia-160m", "memoryformer-small",
+                         "pythia-410m", "memoryformer-base", "dense-nano", "memoryformer-nano"]
+    assert names.index("memoryformer-micro") + 1 == names.index("pythia-410m-linformer")
+    for size, layers, width in [("n160", 4, 160), ("n192", 5, 192), ("n224", 6, 224)]:
+        dense, memory = preset(f"dense-{size}"), preset(f"memoryformer-{size}")
+        assert pair_of(dense.name) == memory.name
+        assert (dense.n_layer, dense.d_model, dense.head_dim, dense.context_length,
+                dense.vocab_size) == (layers, width, 32, 256, 2048)
+        # MemoryFormer knobs tied to the paper's defaults: c = 8, b = c, K = d / 8
+        assert (memory.chunk_size, memory.resolved_bucket_bits, memory.resolved_num_tables) == (
+            8, 8, width // 8)
+    sizes = [model_size(preset(f"memoryformer-{size}")).total_params for size in series]
+    assert sizes == sorted(sizes)
+    # nano and micro are as they were
+    assert (preset("memoryformer-nano").n_layer, preset("memoryformer-nano").d_model) == (4, 128)
+    assert preset("dense-micro").context_length == 512
+
+
+@pytest.mark.parametrize("changes, field, allowed", [
+    (dict(ngram_order=2, ngram_rows=100), "ngram_order", "allowed: 0"),  # on a memoryformer
+    (dict(kind="dense", ngram_rows=100), "ngram_rows", "allowed: 0, or set ngram_order"),
+    (dict(kind="dense", ngram_order=2, ngram_rows=1), "ngram_rows", "integers >= 2"),
+    (dict(kind="dense", ngram_order=-1), "ngram_order", "integers >= 0"),
+    (dict(kind="dense", ngram_order=300, ngram_rows=10), "ngram_order", "0..256"),
+    (dict(kind="dense", ngram_order=2, ngram_rows=2**24, max_layer_table_gib=1.0), "ngram_rows",
+     "ngram_rows <= 2097152"),
+])
+def test_ngram_fields_are_for_the_dense_kind_and_validated(changes, field, allowed):
+    with pytest.raises(ConfigError) as error:
+        preset("memoryformer-nano", **changes)
+    assert error.value.field == field
+    assert allowed in str(error.value)
+
+
+def test_ngram_fields_default_off_and_round_trip():
+    cfg = preset("dense-nano", ngram_order=2, ngram_rows=4096)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert (preset("dense-nano").ngram_order, preset("dense-nano").ngram_rows) == (0, 0)
+    assert model_size(cfg).table_params == 4096 * 128
+    assert model_size(cfg).other_params == model_size(preset("dense-nano")).other_params
+
+
+def test_non_embedding_params_are_the_published_pythia_counts():
+    # Pythia's model card: non-embedding parameters 18,915,328 / 85,056,000 / 302,311,424
+    for name, count in [("pythia-70m", 18_915_328), ("pythia-160m", 85_056_000),
+                        ("pythia-410m", 302_311_424)]:
+        assert model_size(preset(name)).non_embedding_params == count
+    nano = model_size(preset("memoryformer-nano"))
+    assert nano.non_embedding_params == nano.total_params - 2 * 2048 * 128
+    assert nano.non_embedding_params > nano.table_params  # tables count, the norms too
+
+
+def test_describe_is_json_with_non_embedding_params():
+    import json
+
+    from harness.models.sizes import describe
+
+    row = describe(preset("dense-nano", ngram_order=2, ngram_rows=64))
+    assert row["non_embedding_params"] == model_size(preset("dense-nano")).non_embedding_params \
+        + 64 * 128
+    assert (row["ngram_order"], row["ngram_rows"]) == (2, 64)
+    assert row["table_bytes"] == 64 * 128 * 4
+    json.dumps(row)

@@ -119,6 +119,16 @@ def test_flops_per_token_is_the_whole_model_over_seq_len():
     assert flops_per_token(cfg, 101) - flops_per_token(cfg, 100) == cfg.n_layer * 2 * cfg.d_model
 
 
+def test_ngram_embedding_costs_elementwise_work_only():
+    plain, ngram = preset("dense-nano"), preset("dense-nano", ngram_order=2, ngram_rows=1000)
+    assert flops_per_token(ngram, 64) == flops_per_token(plain, 64)  # a read: no multiply-adds
+    extra = flops_per_token(ngram, 64, elementwise=True) - flops_per_token(plain, 64, True)
+    assert extra == 3 * 2 + 2 + 128  # hash of a bigram, then one add of d per token
+    assert block_cost(ngram, 64) == block_cost(plain, 64)  # outside the blocks
+    one, three = model_cost(ngram, 16), model_cost(ngram, 16, batch=3)
+    assert three.elementwise == 3 * one.elementwise
+
+
 def test_block_cost_scales_with_batch_and_paper_formula_is_memoryformer_only():
     cfg = preset("memoryformer-nano", bucket_bits=6)
     one, three = block_cost(cfg, 16), block_cost(cfg, 16, batch=3)

@@ -118,6 +118,25 @@ def test_whole_model_count_equals_formula(name):
     assert measured.by_module["head"] == 2 * 6 * cfg.d_model * cfg.vocab_size
 
 
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_whole_model_count_with_an_ngram_embedding_equals_formula(order):
+    cfg = preset("dense-nano", n_layer=1, ngram_order=order, ngram_rows=300)
+    measured, formula = count_model_flops(cfg, seq_len=6, batch=2), model_cost(cfg, 6, batch=2)
+    assert_equal(measured, formula)
+    plain = model_cost(cfg.replace(ngram_order=0, ngram_rows=0), 6, batch=2)
+    # the hash and the add are elementwise; the rows are a read, like the token embedding's
+    assert (formula.attention, formula.non_attention) == (plain.attention, plain.non_attention)
+    assert formula.elementwise - plain.elementwise == 2 * 6 * (3 * order + 2 + cfg.d_model)
+    assert measured.by_operator["remainder"] == 2 * 6 * (order + 1)
+
+
+def test_ngram_control_of_nano_counts_as_its_formula():
+    from harness.models.matching import ngram_control
+
+    cfg = ngram_control(preset("memoryformer-nano")).replace(n_layer=1)
+    assert_equal(count_model_flops(cfg, seq_len=5, batch=2), model_cost(cfg, 5, batch=2))
+
+
 # Table 1 at s = 2048 from the traced count itself: (non-attention, total) in units of 1e9.
 TABLE1_DENSE = {"pythia-70m": (6.4, 10.7), "pythia-160m": (14.5, 20.9),
                 "pythia-410m": (25.8, 34.4)}

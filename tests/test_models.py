@@ -42,8 +42,8 @@ def count(module: nn.Module, table: bool) -> int:
     return sum(p.numel() for n, p in module.named_parameters() if n.endswith("tables") == table)
 
 
-@pytest.mark.parametrize("name", ["memoryformer-nano", "dense-nano",
-                                  "memoryformer-micro", "dense-micro"])
+@pytest.mark.parametrize("name", ["memoryformer-nano", "dense-nano", "memoryformer-n160",
+                                  "dense-n160", "memoryformer-micro", "dense-micro"])
 def test_cpu_presets_train_one_step(name):
     cfg = preset(name)
     torch.manual_seed(0)
@@ -157,7 +157,8 @@ def test_rotary_covers_a_quarter_of_each_head():
 
 
 @pytest.mark.parametrize("name, knobs", [("memoryformer-nano", {}), ("dense-nano", {}),
-                                         ("memoryformer-nano", {"num_tables": 20})])
+                                         ("memoryformer-nano", {"num_tables": 20}),
+                                         ("dense-nano", {"ngram_order": 3, "ngram_rows": 300})])
 def test_future_tokens_cannot_change_earlier_outputs(name, knobs):
     cfg = preset(name, n_layer=2, **knobs)
     model = build_model(cfg).eval()
@@ -181,6 +182,22 @@ def test_model_state_dict_round_trip_keeps_outputs_identical(tmp_path):
     assert not torch.equal(loaded(batch), saved(batch))
     loaded.load_state_dict(torch.load(tmp_path / "model.pt"))
     assert torch.equal(loaded(batch), saved(batch))
+
+
+def test_ngram_model_counts_its_table_and_round_trips(tmp_path):
+    cfg = preset("dense-nano", n_layer=2, ngram_order=2, ngram_rows=500)
+    torch.manual_seed(1)
+    saved = build_model(cfg)
+    size = model_size(cfg)
+    assert (count(saved, table=True), count(saved, table=False)) == (
+        size.table_params, size.other_params)
+    torch.save(saved.state_dict(), tmp_path / "model.pt")
+    torch.manual_seed(2)
+    loaded = build_model(cfg)
+    batch = tokens(cfg)
+    loaded.load_state_dict(torch.load(tmp_path / "model.pt"))
+    assert torch.equal(loaded(batch), saved(batch))
+    assert build_model(cfg.replace(ngram_order=0, ngram_rows=0)).ngram is None
 
 
 def test_longer_sequence_than_context_is_refused():

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from harness.models import MemoryLayer, ModelConfig, model_size
+from harness.models.ngram import NgramEmbedding
 
 ADAMW_STATES = 2  # exp_avg and exp_avg_sq, each the parameter's shape and dtype
 
 
 @dataclass(frozen=True)
 class ParamBytes:
-    table_params: int  # MemoryLayer tables
+    table_params: int  # MemoryLayer tables and an n-gram table (as models.sizes counts them)
     other_params: int  # everything else: embedding, norms, linear layers, LM head
     table_bytes: int
     other_bytes: int
@@ -40,7 +41,8 @@ class ParamBytes:
 
 def param_bytes(model: nn.Module) -> ParamBytes:
     """Parameter counts and bytes of a built model, hash tables apart from the rest."""
-    tables = {id(m.tables) for m in model.modules() if isinstance(m, MemoryLayer)}
+    tables = {id(m.tables) for m in model.modules()
+              if isinstance(m, MemoryLayer | NgramEmbedding)}
     counts = {True: [0, 0], False: [0, 0]}  # is table -> [values, bytes]
     for p in model.parameters():
         entry = counts[id(p) in tables]

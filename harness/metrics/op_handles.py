@@ -132,9 +132,10 @@ def per_input(key: str) -> Handle:
 # denominators. cumsum is a prefix sum over positions, one add per output value: in linear
 # attention it follows an outer product (einsum, matrix-like) whose products it accumulates, so
 # a causal contraction sum_{j<=t} a_j b_j^T counts as its multiply-adds (matrix-like) plus the
-# scan's adds (elementwise), as our prefix-sum form runs it.
+# scan's adds (elementwise), as our prefix-sum form runs it. remainder is the n-gram hash's mod
+# (integer ops count like float ones: one per output value).
 ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "neg", "abs", "ge", "sigmoid", "gelu", "exp",
-                   "relu", "clamp_min", "cumsum")
+                   "relu", "clamp_min", "cumsum", "remainder")
 REDUCTION_OPS = ("sum", "prod", "amax")
 
 HANDLES: dict[str, Handle] = {
@@ -158,7 +159,7 @@ ZERO_COST = frozenset({
     # slicing and reads: the gather is memory traffic, not arithmetic
     "aten::slice", "aten::select", "aten::narrow", "aten::split", "aten::split_with_sizes",
     "aten::chunk", "aten::unbind", "aten::index_select", "aten::gather", "aten::index",
-    "aten::embedding",
+    "aten::embedding", "aten::roll",
     # copies, casts, creation
     "aten::cat", "aten::stack", "aten::to", "aten::type_as", "aten::detach", "aten::arange",
     # shape and scalar plumbing of the trace

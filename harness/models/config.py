@@ -68,6 +68,10 @@ class ModelConfig(ConfigFields):
 
     # Dense baseline
     mlp_ratio: int = 4
+    # Hashed n-gram embedding (dense only; harness.models.ngram): the sparse-capacity control, a
+    # table of ngram_rows x d_model added to the token embedding. 0 = off; 2 = bigrams, ...
+    ngram_order: int = 0
+    ngram_rows: int = 0  # row 0 is reserved for the first ngram_order - 1 positions
 
     # Attention of both block kinds (Table 2). None ties attention_features to the attention:
     # Linformer's k = context_length // 8 (k = 256 at Pythia's 2048 context, the Linformer paper's
@@ -159,8 +163,38 @@ def _validate(cfg: ModelConfig) -> None:
         raise ConfigError("attention_features", f"{k} is longer than context_length="
                           f"{cfg.context_length}, so Linformer would not compress; allowed: "
                           f"1..{cfg.context_length} (or None for context_length // 8)")
+    _check_ngram(cfg)
     if cfg.kind == "memoryformer":
         _check_table_memory(cfg)
+
+
+def _check_ngram(cfg: ModelConfig) -> None:
+    check_int("ngram_order", cfg.ngram_order, minimum=0)
+    check_int("ngram_rows", cfg.ngram_rows, minimum=0)
+    if cfg.kind != "dense":
+        for name in ("ngram_order", "ngram_rows"):
+            if getattr(cfg, name):
+                raise ConfigError(name, f"{getattr(cfg, name)} is for the dense kind only (the "
+                                  f"sparse-capacity control), not kind={cfg.kind!r}; allowed: 0")
+        return
+    if cfg.ngram_order == 0:
+        if cfg.ngram_rows:
+            raise ConfigError("ngram_rows", f"{cfg.ngram_rows} without an n-gram embedding "
+                              "(ngram_order=0); allowed: 0, or set ngram_order >= 1")
+        return
+    if cfg.ngram_order > cfg.context_length:
+        raise ConfigError("ngram_order", f"{cfg.ngram_order} is longer than context_length="
+                          f"{cfg.context_length}; allowed: 0..{cfg.context_length}")
+    if cfg.ngram_rows < 2:  # row 0 is reserved, so at least one row must take hashed n-grams
+        raise ConfigError("ngram_rows", f"{cfg.ngram_rows} rows cannot hold n-grams (row 0 is "
+                          "reserved); allowed: integers >= 2 when ngram_order >= 1")
+    need = cfg.ngram_rows * cfg.d_model * TABLE_BYTES_PER_VALUE
+    if need > cfg.max_layer_table_gib * 2**30:
+        fit = int(cfg.max_layer_table_gib * 2**30 // (cfg.d_model * TABLE_BYTES_PER_VALUE))
+        raise ConfigError("ngram_rows", f"{cfg.ngram_rows} rows x {cfg.d_model} values = "
+                          f"{format_bytes(need)} in fp32, over max_layer_table_gib="
+                          f"{cfg.max_layer_table_gib}; allowed: ngram_rows <= {fit} here "
+                          "(or raise max_layer_table_gib)")
 
 
 def _check_table_memory(cfg: ModelConfig) -> None:

@@ -44,6 +44,10 @@ SOFTMAX_PER_VALUE = SOFTMAX_PER_SCORE - 1  # an explicit softmax op; the scale i
 # bits, |h|, 2 * |h|, / t, sigmoid, product of the factors; plus 1 for the table's row offset
 HASH_PER_BIT = 8
 L1_PER_BIT = 2  # `l1` weighting: |h| again and its sum, plus 1 per table for the product with p
+# the n-gram hash (harness.models.ngram) per token: multiply, add and mod per id after the first;
+# then times MIX, two mods, + 1 and the mask of the first positions
+NGRAM_HASH_PER_ID = 3
+NGRAM_HASH_FIXED = 2
 
 
 class Totals:
@@ -184,8 +188,17 @@ def _dense_block(config: ModelConfig, seq_len: int, batch: int) -> ForwardCost:
                        elementwise=elementwise, parts={**parts, "attn": attn_matrix})
 
 
+def ngram_elementwise(config: ModelConfig, tokens: int) -> int:
+    """The n-gram embedding of a dense control: its hash, and one add of d per token (its rows
+    are a read, like the token embedding's). 0 when it is off."""
+    if not config.ngram_order:
+        return 0
+    return tokens * (NGRAM_HASH_PER_ID * config.ngram_order + NGRAM_HASH_FIXED + config.d_model)
+
+
 def model_cost(config: ModelConfig, seq_len: int, batch: int = 1) -> ForwardCost:
-    """The whole language model: blocks, final norm and LM head; the embedding is a read."""
+    """The whole language model: blocks, final norm and LM head; embeddings are reads (an
+    n-gram embedding's hash and add are elementwise)."""
     block = block_cost(config, seq_len, batch)
     tokens = batch * seq_len
     head = tokens * config.d_model * config.vocab_size
@@ -195,7 +208,7 @@ def model_cost(config: ModelConfig, seq_len: int, batch: int = 1) -> ForwardCost
         attention=config.n_layer * block.attention,
         non_attention=config.n_layer * block.non_attention + head,
         elementwise=config.n_layer * block.elementwise + LAYER_NORM_PER_VALUE * tokens
-        * config.d_model,
+        * config.d_model + ngram_elementwise(config, tokens),
         parts={**parts, "head": head},
     )
 

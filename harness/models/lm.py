@@ -12,6 +12,7 @@ from torch import nn
 from harness.models.config import ModelConfig, format_bytes
 from harness.models.dense import DenseBlock
 from harness.models.memoryformer import MemoryFormerBlock
+from harness.models.ngram import NgramEmbedding
 from harness.models.sizes import model_size
 
 BLOCKS = {"memoryformer": MemoryFormerBlock, "dense": DenseBlock}
@@ -27,6 +28,10 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        # the dense kind's optional sparse-capacity control (ngram.py); None when off
+        self.ngram = None if not config.ngram_order else NgramEmbedding(
+            config.ngram_order, config.ngram_rows, config.d_model, config.context_length,
+            init_std=config.init_std)
         self.blocks = nn.ModuleList(build_block(config, i) for i in range(config.n_layer))
         self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -39,6 +44,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"sequence of {tokens.size(-1)} tokens is longer than "
                              f"context_length={self.config.context_length}")
         x = self.embed(tokens)  # (B, T, d)
+        if self.ngram is not None:
+            x = x + self.ngram(tokens)  # (B, T, d)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))  # (B, T, vocab)

@@ -1,8 +1,8 @@
 """Named model configs: the paper's six (SPEC section 4) and CPU-sized pairs built the same way.
 
 Each MemoryFormer preset has a dense partner of identical depth, width and heads, so a pair
-differs only in its blocks. Paper-size presets build one block here; the nano and micro pairs
-train at a useful speed on 2 CPU cores.
+differs only in its blocks. Paper-size presets build one block here; the nano, n160, n192, n224
+and micro pairs (a scaling series of five sizes) train at a useful speed on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ _PAIRS = (
     ("pythia-410m", "memoryformer-base", 24, 1024, 16, 50304, 2048),
     # CPU-sized: a small BPE vocabulary (the training data sets the real one) and short context.
     ("dense-nano", "memoryformer-nano", 4, 128, 4, 2048, 256),
+    # A CPU scaling series between nano and micro: head size 32 and nano's context, so every
+    # size trains on the same sequences; named by width. MemoryFormer knobs stay tied (c = 8,
+    # b = c, K = d / 8).
+    ("dense-n160", "memoryformer-n160", 4, 160, 5, 2048, 256),
+    ("dense-n192", "memoryformer-n192", 5, 192, 6, 2048, 256),
+    ("dense-n224", "memoryformer-n224", 6, 224, 7, 2048, 256),
     ("dense-micro", "memoryformer-micro", 6, 256, 8, 2048, 512),
 )
 

@@ -16,14 +16,21 @@ PARAM_BYTES = 4  # every parameter is fp32
 
 @dataclass(frozen=True)
 class ModelSize:
-    table_params: int  # hash-table values, all blocks
+    table_params: int  # hash-table values, all blocks, and a dense model's n-gram table
     other_params: int  # embedding, norms, linear layers, LM head
     block_table_params: int  # per block
     block_other_params: int  # per block
+    embedding_params: int  # token embedding and LM head (inside other_params)
 
     @property
     def total_params(self) -> int:
         return self.table_params + self.other_params
+
+    @property
+    def non_embedding_params(self) -> int:
+        """All but the token embedding and the LM head: the count scaling laws use (Kaplan et
+        al. 2020). Hash tables and an n-gram table count: they are what a model trades for."""
+        return self.total_params - self.embedding_params
 
     @property
     def table_bytes(self) -> int:
@@ -60,14 +67,20 @@ def block_param_counts(config: ModelConfig) -> tuple[int, int]:
     return tables, 2 * norm + 2 * hidden + attention
 
 
+def ngram_param_count(config: ModelConfig) -> int:
+    """Values of the hashed n-gram table (harness.models.ngram); 0 when it is off."""
+    return config.ngram_rows * config.d_model if config.ngram_order else 0
+
+
 def model_size(config: ModelConfig) -> ModelSize:
     block_tables, block_other = block_param_counts(config)
-    shared = 2 * config.vocab_size * config.d_model + 2 * config.d_model  # embed, head, final norm
+    embedding = 2 * config.vocab_size * config.d_model  # token embedding and untied LM head
     return ModelSize(
-        table_params=config.n_layer * block_tables,
-        other_params=config.n_layer * block_other + shared,
+        table_params=config.n_layer * block_tables + ngram_param_count(config),
+        other_params=config.n_layer * block_other + embedding + 2 * config.d_model,  # final norm
         block_table_params=block_tables,
         block_other_params=block_other,
+        embedding_params=embedding,
     )
 
 
@@ -85,7 +98,10 @@ def describe(config: ModelConfig) -> dict[str, int | str | None]:
         "chunk_size": config.chunk_size if memory else None,
         "bucket_bits": config.resolved_bucket_bits if memory else None,
         "num_tables": config.resolved_num_tables if memory else None,
+        "ngram_order": config.ngram_order,
+        "ngram_rows": config.ngram_rows,
         "params": size.total_params,
+        "non_embedding_params": size.non_embedding_params,
         "table_params": size.table_params,
         "block_table_params": size.block_table_params,
         "table_bytes": size.table_bytes,
