@@ -54,8 +54,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # The run's length in optimiser steps. A budget replaces it: with flops_budget the step count
+    # that spends it (runs/budget.py, once the tokenizer fixes the vocabulary); with
+    # seconds_budget it is only a cap.
     max_steps: int = 300
     val_every: int = 50  # validation (and a checkpoint) every this many optimiser steps
+    # > 0: validate this many times, evenly, instead of every val_every steps (a flops budget's
+    # step count is known only when the run starts)
+    validations: int = 0
+    flops_budget: float | None = None  # training FLOPs to spend (models/cost.py's convention)
+    seconds_budget: float | None = None  # seconds of optimiser steps to spend (no validation)
     seed: int = 0  # model init and sample order; the validation split stays fixed across seeds
     precision: str = "32"  # one of PRECISIONS; bf16 autocast keeps fp32 master weights
     accelerator: str = "auto"  # one of ACCELERATORS
@@ -71,6 +79,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "val_every", "log_every"):
             check_int(name, getattr(self, name), minimum=1)
+        check_int("validations", self.validations, minimum=0)
+        for name in ("flops_budget", "seconds_budget"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), positive=True)
+        if self.flops_budget is not None and self.seconds_budget is not None:
+            raise ConfigError("seconds_budget", "a run holds one resource fixed; allowed: "
+                              "flops_budget or seconds_budget, not both")
+        if self.validations and self.seconds_budget is not None:
+            raise ConfigError("validations", f"{self.validations} needs a known step count and "
+                              "a seconds budget has none; allowed: 0 (validate every val_every)")
         check_int("seed", self.seed, minimum=0)
         check_int("devices", self.devices, minimum=1)
         check_int("throughput_warmup_steps", self.throughput_warmup_steps, minimum=0)
@@ -105,6 +123,13 @@ class RunConfig:
     @property
     def seq_len(self) -> int:
         return self.data.seq_len or self.model.context_length
+
+    @property
+    def budget(self) -> str:
+        """The resource this run's length holds fixed (records.BUDGET_KINDS; tokens: steps)."""
+        if self.train.flops_budget is not None:
+            return "flops"
+        return "seconds" if self.train.seconds_budget is not None else "steps"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"preset": self.preset}

@@ -9,6 +9,7 @@ Metric families (`/` separates a family from its name):
     perf/*     throughput and time (tokens_per_s, flops_per_token, train_flops_per_s, ...)
     size/*     parameters and bytes, logged once at step 0 (models/sizes.py)
     cost/*     analytic FLOPs and bytes from models/cost.py, logged once at step 0
+    budget/*   training FLOPs, optimiser seconds and steps used so far
     mem/*      peak memory of the run
     data/*     token counts of the split
     buckets/LAYER/STAT, buckets/STAT    bucket usage of memory layers (train/buckets.py)
@@ -37,6 +38,7 @@ CELL_PARAMS = "harness.cell_params"  # the cell's params as sorted JSON
 CHECKPOINT = "harness.checkpoint"  # where the run's latest checkpoint is (path or URL)
 RESUMED_FROM = "harness.resumed_from_step"
 RESTART_REASON = "harness.restart_reason"  # why a retry restarted its cell from step 0
+BUDGET = "harness.budget"  # the resource a run's length held fixed: BUDGET_KINDS
 FAILURE_REASON = "failure_reason"  # on a FAILED run
 STOP_REASON = "stop_reason"  # on a KILLED run
 SEED = "seed"
@@ -67,8 +69,16 @@ OTHER_PARAMS = "size/other_params"
 TABLE_BYTES = "size/table_bytes"
 OTHER_BYTES = "size/other_bytes"
 OPTIMIZER_STATE_BYTES = "size/optimizer_state_bytes"
+NON_EMBEDDING_PARAMS = "size/non_embedding_params"  # the scaling-law count (Kaplan et al.)
 TRAIN_TOKENS = "data/train_tokens"
 VAL_TOKENS = "data/val_tokens"
+
+# budget/*: cumulative at every validation step (so loss can be drawn against each resource)
+# and at the end; `harness.budget` says which one was held fixed.
+BUDGET_KINDS = ("steps", "tokens", "flops", "seconds")
+BUDGET_FLOPS_USED = "budget/flops_used"  # training FLOPs at models/cost.py's convention
+BUDGET_SECONDS_USED = "budget/seconds_used"  # optimiser-step wall time (no validation, no I/O)
+BUDGET_STEPS = "budget/steps_reached"
 
 # cost/*: what the report shows beside the exact count, from models/cost.py (see
 # models/cost.py:recorded_costs for each formula).

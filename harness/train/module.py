@@ -86,6 +86,8 @@ class CausalLM(pl.LightningModule):
             # MemoryFormer's tables make the optimizer step a third of a nano model's step time.
             fused=all(p.device.type in ("cpu", "cuda") for p in self.model.parameters()),
         )
+        if self.config.train.seconds_budget is not None:
+            return optimizer  # the schedule follows the clock: train/budget.py sets the LR
         warmup = max(1, round(optim.warmup_fraction * steps))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, warmup, steps, optim.min_lr_ratio))

@@ -78,6 +78,7 @@ def start_run(tracker: Tracker, config: RunConfig, datamodule, recording: Record
         records.KIND: config.model.kind,
         records.CORPUS_DIGEST: datamodule.corpus_digest,
         records.TOKENIZER_DIGEST: datamodule.tokenizer_digest,
+        records.BUDGET: config.budget,
         **recording.tags,
     }
     name = recording.run_name or f"{config.preset}-s{config.train.seed}"

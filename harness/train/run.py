@@ -22,12 +22,14 @@ from harness.errors import ConfigError
 from harness.faults import crash_point
 from harness.models.cost import flops_per_token
 from harness.runs import checkpoint_store, records
+from harness.runs.budget import resolve_budget
 from harness.runs.checkpoint import CHECKPOINT, WRITTEN_BY, read_checkpoint
 from harness.runs.checkpoint_store import AtomicCheckpointIO
 from harness.runs.config import RunConfig
 from harness.runs.workspace import Workspace
 from harness.tracking.client import Tracker
 from harness.tracking.stores import check_tracking_uri, resolve_tracking_uri
+from harness.train.budget import BudgetClock
 from harness.train.callbacks import (
     BucketUsageMonitor,
     CrashPoints,
@@ -59,6 +61,7 @@ class TrainResult:
     tracking_uri: str
     metrics: dict[str, float]
     checkpoint: str  # its location: a path, or a URL of a shared checkpoint store
+    steps: int = 0  # optimiser steps reached (what a budget let the run take)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,8 @@ def train(
     if resume is not None:
         config, run_id, resumed_step = resume_point(resume, config)
     datamodule = _prepared_data(config)
-    config = dataclasses.replace(
-        config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size))
+    config = resolve_budget(dataclasses.replace(  # the vocabulary moves a FLOPs budget's steps
+        config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size)))
     supervisor = supervisor or Supervisor()
     run = _open_run(Tracker(uri, artifact_root=workspace.artifacts), config, datamodule,
                     recording, workspace, run_id, resumed_step, supervisor)
@@ -114,13 +117,15 @@ def train(
         checkpoint_store.write_text(checkpoint_store.join(run.checkpoint_dir, "config.yaml"),
                                     config.to_yaml())
         trainer = _fit(config, datamodule, run, workspace, supervisor,
-                       [throughput, CrashPoints(), *(callbacks or [])], progress_bar, resume)
+                       [throughput, BudgetClock(config), CrashPoints(), *(callbacks or [])],
+                       progress_bar, resume)
         if config.train.log_checkpoint:
             log_checkpoint(run.tracker, run.run_id, run.checkpoint_dir)
     metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
                **throughput.metrics()}
     run.tracker.end_run(run.run_id, "FINISHED")
-    return TrainResult(run.run_id, recording.experiment, uri, metrics, run.checkpoint)
+    return TrainResult(run.run_id, recording.experiment, uri, metrics, run.checkpoint,
+                       trainer.global_step)
 
 
 def _prepared_data(config: RunConfig) -> TextDataModule:
@@ -208,13 +213,16 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
 
 def resume_point(path: Path | str, requested: RunConfig) -> tuple[RunConfig, str, int]:
     """(config, MLflow run id, step) to resume: the checkpoint's own config, with the larger of
-    its max_steps and the requested one (a resumed run may be given more steps)."""
+    its max_steps and the requested one (a resumed run may be given more steps, unless a budget
+    set them)."""
     checkpoint = read_checkpoint(path)
     if not checkpoint.run_id:
         raise ConfigError("resume", f"{path} names no MLflow run; allowed: {WRITTEN_BY}")
     config = checkpoint.config
-    steps = max(config.train.max_steps, requested.train.max_steps)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=steps))
+    if config.budget == "steps":  # a budget's steps were set by the budget, not by the caller
+        steps = max(config.train.max_steps, requested.train.max_steps)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                       max_steps=steps))
     return config, checkpoint.run_id, checkpoint.step
 
 
