@@ -21,13 +21,15 @@ from harness.report.cells import (
 from harness.report.paper import match_table
 from harness.report.reader import StudyRecords, read_study, tag_column
 from harness.report.summary import Figure, index_markdown, provenance_lines
-from harness.report.tables import build_table, to_csv, to_latex, to_markdown
+from harness.report.tables import build_table, per_seed_csv, to_csv, to_latex, to_markdown
 
 ARTIFACT_PATH = "report"
 TABLE_FILES = {"Markdown": "table.md", "LaTeX": "table.tex", "CSV": "table.csv"}
+PER_SEED_FILE = "per_seed.csv"  # one row per trial run: what every test in index.md is run on
 # figures this module names; an older report's leftovers among them are removed before writing
 FIGURE_FILES = ("ppl_vs_flops.png", "loss_curves.png", "throughput.png", "bucket_usage.png",
-                "heatmap.png")
+                "heatmap.png", "loss_vs_flops.png", "loss_vs_seconds.png", "loss_vs_params.png",
+                "sweeps.png", "scaling_flops.png")
 EFFECT_PREFIX = "effect_"
 SUMMARY_KEYS = ["val_ppl", "val_loss", "flops_exact", "flops_paper", "table_bytes",
                 "tokens_per_s", "block_flops", "block_flops_no_attn"]
@@ -78,15 +80,20 @@ def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
     cpu = _tag_values(records.runs, "torch.device") == {"cpu"}
     table = build_table(runs, info, paper, cpu=cpu)
     written = _write_tables(table, out, study, paper.name if paper else None)
+    per_seed = out / PER_SEED_FILE
+    per_seed.write_text(per_seed_csv(runs, info))
     cells = aggregate(runs, info.axis_names, SUMMARY_KEYS)
     figures = _write_figures(records, runs, cells, info, set(finished_kinds), out, dpi)
+    sections, more = _fairness(records, info, out, dpi)
+    figures += more
     index = out / "index.md"
     index.write_text(index_markdown(
         info, runs, cells, table, paper, figures,
         provenance_lines(records.runs, runs, info, source or "unknown"),
-        {name: file.name for name, file in zip(TABLE_FILES, written, strict=True)}))
+        {name: file.name for name, file in zip(TABLE_FILES, written, strict=True)},
+        per_seed=PER_SEED_FILE, sections=sections))
     return ReportResult(study=study, out=out,
-                        files=(index, *written, *(out / f.file for f in figures)),
+                        files=(index, *written, per_seed, *(out / f.file for f in figures)),
                         cells=len(cells), runs=len(runs), parent_run_id=info.parent_run_id,
                         logged=False)
 
@@ -143,6 +150,27 @@ def _write_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFram
         plots.save(fig, out / name, dpi)
         figures.append(Figure(name, caption))
     return figures
+
+
+def _fairness(records: StudyRecords, info, out: Path, dpi: int
+              ) -> tuple[tuple[tuple[str, list[str]], ...], list[Figure]]:
+    """Sections and figures of what a comparison held fixed: sweeps, scaling, resources."""
+    from harness.report import fairness, plots
+
+    sections: list[tuple[str, list[str]]] = []
+    figures = [Figure(name, caption) for name, caption in fairness.resource_figures(records, out)]
+    if info.sweeps:
+        sections.append(("Tuning", fairness.sweep_lines(info)))
+        plots.save(fairness.sweep_figure(info), out / fairness.SWEEP_FILE, dpi)
+        figures.append(Figure(fairness.SWEEP_FILE, "Each arm's learning-rate sweep: validation "
+                              "loss per rate (circled: the rate it was compared at)."))
+    lines, path = fairness.scaling_section(records, out, dpi)
+    if lines:
+        sections.append(("Scaling", lines))
+    if path is not None:
+        figures.append(Figure(path.name, "Final validation loss against training FLOPs per "
+                              "family, with each family's fitted power law."))
+    return tuple(sections), figures
 
 
 def _numeric_axes(runs: pd.DataFrame, info) -> list[str]:

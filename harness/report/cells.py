@@ -45,6 +45,9 @@ class StudyInfo:
     val_every: int | None
     objectives: str  # "val_loss:minimize,..."
     parent_run_id: str | None
+    budget: str = "steps"  # the resource every run held fixed (records.BUDGET_KINDS)
+    budget_amount: float | None = None  # of flops or seconds
+    sweeps: tuple[dict[str, Any], ...] = ()  # a tuned comparison's sweeps: arm, values, losses
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -74,7 +77,9 @@ def study_info(name: str, runs: pd.DataFrame) -> StudyInfo:
         name=name, description=_getter(row, TAGS)(records.NOTE) or "",
         axes=axes, is_search=bool(search), seeds=tuple(json.loads(param("study.seeds") or "[]")),
         steps=_int(param("study.steps")), val_every=_int(param("study.val_every")),
-        objectives=param("study.objectives") or "", parent_run_id=str(row["run_id"]))
+        objectives=param("study.objectives") or "", parent_run_id=str(row["run_id"]),
+        budget=param("study.budget") or "steps", budget_amount=_float(param("study.budget_amount")),
+        sweeps=tuple(json.loads(param("study.sweeps") or "[]")))
 
 
 def _inferred_info(name: str, runs: pd.DataFrame) -> StudyInfo:
@@ -240,6 +245,13 @@ def _getter(row: pd.Series, prefix: str):
 def _int(text: str | None) -> int | None:
     try:
         return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
     except ValueError:
         return None
 

@@ -14,7 +14,9 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.runs import records
 
-HISTORY_KEYS = (records.VAL_LOSS, records.TRAIN_LOSS)  # the curves a report draws
+# the curves a report draws, and the resources spent by each step (loss against FLOPs, seconds)
+HISTORY_KEYS = (records.VAL_LOSS, records.TRAIN_LOSS, records.BUDGET_FLOPS_USED,
+                records.BUDGET_SECONDS_USED)
 # mlflow.search_runs' column prefixes: records.py names a metric, tag or param without them
 METRICS, PARAMS, TAGS = "metrics.", "params.", "tags."
 _PAGE = 1000

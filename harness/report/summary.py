@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from harness.report.cells import StudyInfo
-from harness.report.paper import PaperTable
+from harness.report.fairness import budget_sentence
+from harness.report.paper import PaperTable, same_value
 from harness.report.quantities import STANDARD, catalogue
 from harness.report.reader import tag_column
-from harness.report.stats import Paired, paired, pareto_front
+from harness.report.stats import (
+    ALPHA,
+    POWER,
+    Paired,
+    Trend,
+    holm,
+    is_number,
+    paired,
+    pareto_front,
+    trend,
+)
 from harness.report.tables import Table, format_stat, to_markdown
 from harness.runs import records
 
@@ -34,15 +45,24 @@ class Figure:
 
 def index_markdown(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame, table: Table,
                    paper: PaperTable | None, figures: list[Figure], provenance: list[str],
-                   files: dict[str, str]) -> str:
+                   files: dict[str, str], per_seed: str | None = None,
+                   sections: tuple[tuple[str, list[str]], ...] = ()) -> str:
     """runs: `cells.per_run`; cells: `cells.aggregate` with val_ppl, val_loss, flops_exact,
-    flops_paper, table_bytes and tokens_per_s; provenance: `provenance_lines` output."""
+    flops_paper, table_bytes and tokens_per_s; provenance: `provenance_lines` output;
+    per_seed: the file of per-run values beside index.md, if one is written; sections: (title,
+    lines) placed after the outcome."""
     parts = [f"# Study report: {info.name}", ""]
     if info.description.strip():
         parts += ["> " + " ".join(info.description.split()), ""]
-    parts += [design(info, runs), "", "## What won", "", *outcome(runs, cells, paper), ""]
+    parts += [design(info, runs), "", "## What won", "", *outcome(info, runs, cells, paper), ""]
+    for title, lines in sections:  # tuning sweeps, scaling fits: where the study has them
+        parts += [f"## {title}", "", *lines, ""]
     parts += ["## Table", "", to_markdown(table),
               "Also as " + ", ".join(f"[{k}]({v})" for k, v in files.items()) + ".", ""]
+    if per_seed:
+        parts += [f"Per-seed values: [{per_seed}]({per_seed}), one row per trial run (cell, "
+                  "seed, status and every quantity), so each mean, interval and test above can "
+                  "be recomputed.", ""]
     if figures:
         parts += ["## Figures", ""]
         for figure in figures:
@@ -61,8 +81,7 @@ def design(info: StudyInfo, runs: pd.DataFrame) -> str:
     else:
         space = "one cell"
     seeds = ", ".join(map(str, info.seeds)) or "unknown"
-    budget = (f"{info.steps} steps each, validation every {info.val_every}"
-              if info.steps else "steps unknown (no parent run)")
+    budget = budget_sentence(info)
     counts = Counter(runs["status"])
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     objectives = f"; objectives {info.objectives}" if info.objectives else ""
@@ -70,30 +89,36 @@ def design(info: StudyInfo, runs: pd.DataFrame) -> str:
             f"{runs['cell'].nunique()} cells, {len(runs)} trial runs ({status or 'none'}).")
 
 
-def outcome(runs: pd.DataFrame, cells: pd.DataFrame, paper: PaperTable | None) -> list[str]:
+def outcome(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame,
+            paper: PaperTable | None) -> list[str]:
     ranked = cells.dropna(subset=["val_ppl.mean"]).sort_values("val_ppl.mean")
     if ranked.empty:
         return ["No cell has a finished run with a validation loss yet: nothing to rank."]
+    tests = run_tests(runs, ranked, paper, ordered_knob(info, runs))
     best = ranked.iloc[0]
     n = int(best["val_ppl.n"])
     spread = f"mean ± se over {n} seeds" if n > 1 else "one seed: no error estimate"
     lines = [f"- **Best cell: {best['cell']}**, validation perplexity {_ppl(best)} "
-             f"({spread}); lower is better."]
+             f"({spread}); lower is better." + _best_caveat(tests, ranked)]
     if len(ranked) > 1:
-        lines.append("- Against the runner-up: " + compare(runs, ranked.iloc[1], best))
-    memory, dense = (ranked[ranked["kind"] == k] for k in ("memoryformer", "dense"))
-    if not memory.empty and not dense.empty:
-        top_two = set(ranked["cell"].iloc[:2])
-        repeated = {memory.iloc[0]["cell"], dense.iloc[0]["cell"]} == top_two
-        lines += kinds_compared(runs, memory.iloc[0], dense.iloc[0], paired_too=not repeated)
+        lines.append("- Against the runner-up, " + compare(tests, ranked.iloc[1], best))
+    bests = _kind_bests(ranked)
+    if bests is not None:
+        memory, dense = bests
+        repeated = {memory["cell"], dense["cell"]} == set(ranked["cell"].iloc[:2])
+        lines += kinds_compared(tests, memory, dense, paired_too=not repeated)
+    if tests.trend is not None:
+        lines.append(trend_line(tests.trend))
     front = ranked[pareto_front(ranked["flops_exact.mean"], ranked["val_ppl.mean"])]
     if len(ranked) > 2 and not front.empty:
         lines.append("- Pareto front of perplexity against FLOPs per token: "
                      + ", ".join(front.sort_values("flops_exact.mean")["cell"]) + ".")
     if paper is not None:
-        lines += paper_lines(ranked, paper)
+        lines += paper_lines(ranked, paper, tests)
     if "model.attention" in ranked.columns:
-        lines += attention_lines(runs, ranked)
+        lines += attention_lines(tests, ranked)
+    if tests.family:
+        lines.append(_tests_note(tests.family))
     failed = cells[cells["n_finished"] < cells["n_runs"]]
     if not failed.empty:
         lines.append(f"- {_count(len(failed), 'cell')} with runs that did not finish: the "
@@ -101,42 +126,212 @@ def outcome(runs: pd.DataFrame, cells: pd.DataFrame, paper: PaperTable | None) -
     return lines
 
 
-def compare(runs: pd.DataFrame, other: pd.Series, best: pd.Series) -> str:
+@dataclass(frozen=True)
+class Verdict:
+    """One test as the text reports it, with its p adjusted over every test of the report."""
+
+    test: Paired | Trend
+    p_adjusted: float | None
+    family: int  # tests adjusted together: those with a p value
+
+    @property
+    def detected(self) -> bool:
+        """Whether the text may claim a direction."""
+        return self.p_adjusted is not None and self.p_adjusted < ALPHA
+
+
+@dataclass(frozen=True)
+class Tests:
+    """Every test one report prints, Holm-adjusted together: a page of comparisons then claims a
+    direction by chance no more often than a single comparison at ALPHA would."""
+
+    pairs: tuple[Verdict, ...]
+    trend: Verdict | None
+    family: int
+
+    def pair(self, a: str, b: str) -> Verdict | None:
+        """Cell b against cell a (b - a), whichever order the test ran in."""
+        for verdict in self.pairs:
+            if (verdict.test.a, verdict.test.b) == (a, b):
+                return verdict
+            if (verdict.test.a, verdict.test.b) == (b, a):
+                return replace(verdict, test=_flipped(verdict.test))
+        return None
+
+
+def run_tests(runs: pd.DataFrame, ranked: pd.DataFrame, paper: PaperTable | None,
+              knob: str | None) -> Tests:
+    """The paired val-loss tests of every pair the text compares, and the knob's trend."""
+    unique: dict[frozenset[str], tuple[str, str]] = {}
+    for a, b in planned_pairs(ranked, paper):
+        unique.setdefault(frozenset((a, b)), (a, b))
+    results = [r for a, b in unique.values() if (r := paired(runs, a, b)) is not None]
+    slope = trend(runs, knob) if knob else None
+    tested: list[Paired | Trend] = [*results, *([slope] if slope else [])]
+    adjusted = holm([t.p for t in tested])
+    family = sum(t.p is not None for t in tested)
+    verdicts = [Verdict(t, p, family) for t, p in zip(tested, adjusted, strict=True)]
+    return Tests(tuple(verdicts[:len(results)]), verdicts[-1] if slope else None, family)
+
+
+def planned_pairs(ranked: pd.DataFrame, paper: PaperTable | None) -> list[tuple[str, str]]:
+    """Every (a, b) of cells the text compares: the same choices `outcome` prints from."""
+    pairs = []
+    if len(ranked) > 1:
+        pairs.append((ranked.iloc[0]["cell"], ranked.iloc[1]["cell"]))
+    bests = _kind_bests(ranked)
+    if bests is not None:
+        pairs.append((bests[1]["cell"], bests[0]["cell"]))
+    target = _paper_pair(ranked, paper) if paper is not None else None
+    if target is not None:
+        pairs.append(target)
+    if "model.attention" in ranked.columns:
+        pairs += [(d["cell"], m["cell"]) for _, m, d in _attention_pairs(ranked)]
+    return pairs
+
+
+def ordered_knob(info: StudyInfo, runs: pd.DataFrame) -> str | None:
+    """The axis of a one-axis grid whose values are numbers (an ordered knob), else None."""
+    if info.is_search or len(info.axis_names) != 1 or info.axis_names[0] not in runs.columns:
+        return None
+    values = runs[info.axis_names[0]].dropna()
+    if values.nunique() < 2 or not all(is_number(v) for v in values):
+        return None
+    return info.axis_names[0]
+
+
+def _flipped(result: Paired) -> Paired:
+    return replace(result, a=result.b, b=result.a, mean=-result.mean, t=-result.t,
+                   d_z=-result.d_z, ci_low=-result.ci_high, ci_high=-result.ci_low)
+
+
+def _kind_bests(ranked: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+    """The best MemoryFormer cell and the best dense one, when the study has both."""
+    memory, dense = (ranked[ranked["kind"] == k] for k in ("memoryformer", "dense"))
+    if memory.empty or dense.empty:
+        return None
+    return memory.iloc[0], dense.iloc[0]
+
+
+def _attention_pairs(ranked: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series]]:
+    """(attention, best MemoryFormer, best dense) for each attention with both kinds."""
+    out = []
+    for attention in sorted(ranked["model.attention"].dropna().unique(), key=str):
+        same = ranked[ranked["model.attention"] == attention]
+        memory, dense = (same[same["kind"] == k] for k in ("memoryformer", "dense"))
+        if not memory.empty and not dense.empty:
+            out.append((attention, memory.iloc[0], dense.iloc[0]))
+    return out
+
+
+def _best_caveat(tests: Tests, ranked: pd.DataFrame) -> str:
+    if len(ranked) < 2:
+        return ""
+    verdict = tests.pair(ranked.iloc[0]["cell"], ranked.iloc[1]["cell"])
+    if verdict is not None and verdict.detected and verdict.test.mean > 0:
+        return ""
+    return " Lowest by mean only: not detectably better than the runner-up."
+
+
+def compare(tests: Tests, other: pd.Series, best: pd.Series) -> str:
     """How far `other` trails `best`, as a paired difference of val loss over shared seeds."""
-    result = paired(runs, best["cell"], other["cell"])
+    verdict = tests.pair(best["cell"], other["cell"])
     head = f"{other['cell']} ({_ppl(other)})"
-    if result is None:
-        return f"{head}; the two share no finished seed, so no paired comparison."
-    return f"{head} has a validation loss {describe(result)}"
+    if verdict is None:
+        return f"{head}: the two share no finished seed, so no paired comparison."
+    return f"{head}: {describe(verdict, 'its validation loss')}"
 
 
-def describe(result: Paired) -> str:
-    """`higher by 0.145 ± 0.001 nats/token (paired over seeds 0, 1: t = 180 with 1 df, p = ...)`"""
-    direction = "higher" if result.mean > 0 else "lower" if result.mean < 0 else "equal"
+def describe(verdict: Verdict, subject: str) -> str:
+    """`its validation loss is higher by 0.2190 nats/token (95% CI ...)` where the adjusted p
+    allows a direction; else `no detectable difference at 2 seeds (smallest detectable effect:
+    0.52 nats/token); its validation loss differs by +0.0120 nats/token (...)`."""
+    result = verdict.test
+    digits = _decimals(result.se)
+    evidence = _evidence(verdict)
+    caveat = (" With two seeds the t statistic has one degree of freedom: a rough guide only."
+              if result.n == 2 and result.p is not None else "")
+    if verdict.detected:
+        direction = "higher" if result.mean > 0 else "lower"
+        return (f"{subject} is {direction} by {abs(result.mean):.{digits}f} nats/token "
+                f"({evidence}).{caveat}")
+    return (f"{no_difference(result)}; {subject} differs by {result.mean:+.{digits}f} "
+            f"nats/token ({evidence}).{caveat}")
+
+
+def no_difference(result: Paired) -> str:
+    """The verdict where the test cannot claim a direction, with what it could have seen."""
+    if result.n < 2:
+        smallest = "undefined with one seed"
+    elif math.isnan(result.mde) or result.se == 0:
+        smallest = "undefined without spread between seeds"
+    else:
+        smallest = f"{result.mde:.2g} nats/token"
+    return (f"no detectable difference at {_count(result.n, 'seed')} (smallest detectable "
+            f"effect: {smallest})")
+
+
+def _evidence(verdict: Verdict) -> str:
+    """The interval, the standardised effect and the test behind a verdict."""
+    result = verdict.test
     seeds = ", ".join(map(str, result.seeds))
     if result.n < 2:
-        return (f"{direction} by {abs(result.mean):.4f} nats/token on seed {seeds} alone: one "
-                "seed gives no error estimate, so how sure this is cannot be said.")
+        return f"seed {seeds} alone: one seed gives no error estimate"
     if result.se == 0:
-        return (f"{direction} by {abs(result.mean):.4f} nats/token on every one of seeds "
-                f"{seeds}: no spread between seeds, so no t statistic.")
-    size = _pm(abs(result.mean), result.se)
-    p = (f", two-sided p = {result.p:.2g}" if result.p is not None
-         else ", no p-value (scipy is not installed)")
-    caveat = (" With two seeds the t statistic has one degree of freedom: a rough guide only."
-              if result.n == 2 else "")
-    return (f"{direction} by {size} nats/token (paired over seeds {seeds}: mean difference ± its "
-            f"standard error, t = {result.t:.3g} with {result.n - 1} df{p}).{caveat}")
+        return f"the same on every one of seeds {seeds}: no spread, so no t statistic"
+    digits = _decimals(result.se)
+    return (f"95% CI {result.ci_low:.{digits}f} to {result.ci_high:.{digits}f}, "
+            f"d_z = {result.d_z:.3g}; paired over seeds {seeds}: t = {result.t:.3g} with "
+            f"{result.n - 1} df, {_p_text(verdict)}")
 
 
-def kinds_compared(runs: pd.DataFrame, memory: pd.Series, dense: pd.Series,
+def _p_text(verdict: Verdict) -> str:
+    if verdict.test.p is None:
+        return "no p value (scipy is not installed)"
+    return (f"p = {verdict.test.p:.2g}, Holm-adjusted over "
+            f"{_count(verdict.family, 'comparison')}: p = {verdict.p_adjusted:.2g}")
+
+
+def trend_line(verdict: Verdict) -> str:
+    """The knob's OLS slope: a direction only where its adjusted p allows one."""
+    result: Trend = verdict.test
+    name = result.axis.split(".")[-1]
+    per = f"per doubling of {name}" if result.scale == "log2" else f"per unit of {name}"
+    fit = (f"OLS of validation loss on {'log2 ' * (result.scale == 'log2')}{name} over "
+           f"{result.n} finished runs")
+    digits = _decimals(result.se)
+    if math.isnan(result.se):
+        detail = "too few runs for an error estimate"
+    elif result.se == 0:
+        detail = "an exact fit: no spread, so no t statistic"
+    else:
+        detail = (f"95% CI {result.ci_low:.{digits}f} to {result.ci_high:.{digits}f}; t test "
+                  f"with {result.n - 2} df, {_p_text(verdict)}")
+    if verdict.detected:
+        moves = "rises" if result.slope > 0 else "falls"
+        head = f"validation loss {moves} by {abs(result.slope):.{digits}f} nats/token {per}"
+    else:
+        head = (f"no detectable trend at {result.n} runs; slope {result.slope:+.{digits}f} "
+                f"nats/token {per}")
+    return f"- Trend along {name}: {head} ({fit}; {detail})."
+
+
+def _tests_note(family: int) -> str:
+    return (f"- How sure: each comparison is a paired t test of validation loss over the seeds "
+            f"both cells finished (a trend: a t test of its OLS slope), its p Holm-adjusted over "
+            f"{_count(family, 'comparison')} (every test on this page that has a p value). A "
+            f"direction is claimed only where the adjusted p < {ALPHA:g}; elsewhere the text "
+            f"gives the smallest effect the seeds could detect (two-sided, {POWER:.0%} power).")
+
+
+def kinds_compared(tests: Tests, memory: pd.Series, dense: pd.Series,
                    paired_too: bool = True) -> list[str]:
     """The best MemoryFormer against the best dense cell: quality, compute, memory, speed."""
     lines = [f"- MemoryFormer against dense (best of each): {memory['cell']} against "
              f"{dense['cell']}" + ("." if paired_too else "; validation loss as above.")]
-    result = paired(runs, dense["cell"], memory["cell"]) if paired_too else None
-    if result is not None:
-        lines.append(f"  - Validation loss: MemoryFormer's is {describe(result)}")
+    verdict = tests.pair(dense["cell"], memory["cell"]) if paired_too else None
+    if verdict is not None:
+        lines.append("  - Validation loss: " + describe(verdict, "MemoryFormer's"))
     ratios = [("forward FLOPs per token (exact)", "flops_exact"),
               ("training throughput (tokens/s)", "tokens_per_s")]
     for label, key in ratios:
@@ -151,21 +346,16 @@ def kinds_compared(runs: pd.DataFrame, memory: pd.Series, dense: pd.Series,
     return lines
 
 
-def attention_lines(runs: pd.DataFrame, ranked: pd.DataFrame) -> list[str]:
+def attention_lines(tests: Tests, ranked: pd.DataFrame) -> list[str]:
     """For each attention in the grid, MemoryFormer against dense with that same attention:
     whether hash-table layers and that attention combine (Table 2's open question)."""
     lines = []
-    for attention in sorted(ranked["model.attention"].dropna().unique(), key=str):
-        same = ranked[ranked["model.attention"] == attention]
-        memory, dense = (same[same["kind"] == k] for k in ("memoryformer", "dense"))
-        if memory.empty or dense.empty:
-            continue
-        m, d = memory.iloc[0], dense.iloc[0]
-        result = paired(runs, d["cell"], m["cell"])
+    for attention, m, d in _attention_pairs(ranked):
+        verdict = tests.pair(d["cell"], m["cell"])
         text = (f"- With {attention} attention: MemoryFormer {_ppl(m)} against dense {_ppl(d)} "
                 "validation perplexity")
-        if result is not None:
-            text += f"; MemoryFormer's validation loss is {describe(result)}"
+        if verdict is not None:
+            text += "; " + describe(verdict, "MemoryFormer's validation loss")
         for label, key in (("FLOPs per token", "flops_exact"), ("tokens/s", "tokens_per_s")):
             if _finite(m[f"{key}.mean"]) and _finite(d[f"{key}.mean"]) and d[f"{key}.mean"]:
                 text += f" {label}: {m[f'{key}.mean'] / d[f'{key}.mean']:.3g}x dense's."
@@ -173,24 +363,63 @@ def attention_lines(runs: pd.DataFrame, ranked: pd.DataFrame) -> list[str]:
     return lines
 
 
-def paper_lines(ranked: pd.DataFrame, paper: PaperTable) -> list[str]:
-    """Where the paper's best row and ours agree, for a paper table with a quality column."""
+def paper_lines(ranked: pd.DataFrame, paper: PaperTable, tests: Tests) -> list[str]:
+    """Where the paper's best row and ours agree, for a paper table with a quality column:
+    claimed only where the comparison it rests on is detectable."""
     lines = [f"- This study mirrors the paper's {paper.name} ({paper.caption}); its numbers sit "
              "beside ours in the table, labelled with the paper's scale."]
     if paper.axis == "kind":
         lines += _kind_ratios(ranked, paper)
-    column = paper.quality
-    if column is None or column.ours != "val_ppl":
+    best = _paper_best(ranked, paper)
+    if best is None:
         return lines
-    axis = paper.axis
-    rows = [(value, number) for value, number in column.values]
-    best_value, best_number = min(rows, key=lambda r: r[1])
-    ours = ranked.iloc[0][axis] if axis in ranked.columns else None
-    agree = "agrees" if ours is not None and column.get(ours) == best_number else "differs"
-    lines.append(f"- The paper's lowest perplexity is at {axis.split('.')[-1]} = {best_value} "
-                 f"({best_number}); ours is at {axis.split('.')[-1]} = {ours}: the best setting "
-                 f"{agree} (at a scale far below the paper's: compare directions, not values).")
+    name = paper.axis.split(".")[-1]
+    ours = ranked.iloc[0][paper.axis]
+    lines.append(f"- The paper's lowest perplexity is at {name} = {best[0]} ({best[1]}); our "
+                 f"lowest mean is at {name} = {ours}: {_paper_verdict(ranked, paper, tests)} "
+                 f"Our scale is {_scale_gap()}.")
     return lines
+
+
+def _paper_best(ranked: pd.DataFrame, paper: PaperTable) -> tuple | None:
+    """(axis value, perplexity) of the paper's best row, for a perplexity-ranked table."""
+    column = paper.quality
+    if column is None or column.ours != "val_ppl" or paper.axis not in ranked.columns:
+        return None
+    return min(column.values, key=lambda row: row[1])
+
+
+def _paper_pair(ranked: pd.DataFrame, paper: PaperTable) -> tuple[str, str] | None:
+    """Our best cell against ours at the paper's best setting, or against our runner-up where
+    the two settings are the same: the comparison the paper verdict rests on."""
+    best = _paper_best(ranked, paper)
+    if best is None or len(ranked) < 2:
+        return None
+    top = ranked.iloc[0]
+    if same_value(top[paper.axis], best[0]):
+        return top["cell"], ranked.iloc[1]["cell"]
+    at = ranked[[same_value(v, best[0]) for v in ranked[paper.axis]]]
+    return (top["cell"], at.iloc[0]["cell"]) if not at.empty else None
+
+
+def _paper_verdict(ranked: pd.DataFrame, paper: PaperTable, tests: Tests) -> str:
+    value = _paper_best(ranked, paper)[0]
+    pair = _paper_pair(ranked, paper)
+    if pair is None:
+        return (f"the paper's best setting, {paper.axis.split('.')[-1]} = {value}, has no "
+                "finished run here, so agreement cannot be tested.")
+    verdict = tests.pair(*pair)
+    if verdict is None:
+        return (f"ours at the paper's best setting ({pair[1]}) shares no finished seed with "
+                "our best, so agreement cannot be tested.")
+    same = same_value(ranked.iloc[0][paper.axis], value)
+    if verdict.detected and verdict.test.mean > 0:
+        other = "the runner-up" if same else "ours at the paper's best setting"
+        return (f"the best setting {'agrees' if same else 'differs'}: against {other} "
+                f"({pair[1]}), {describe(verdict, 'its validation loss')}")
+    against = "the runner-up" if same else "the paper's best setting"
+    return (f"neither agreement nor disagreement is claimed: against {against} ({pair[1]}), "
+            f"{describe(verdict, 'its validation loss')}")
 
 
 def _kind_ratios(ranked: pd.DataFrame, paper: PaperTable) -> list[str]:
@@ -285,11 +514,11 @@ def _ppl(cell: pd.Series) -> str:
     return format_stat(cell["val_ppl.mean"], cell["val_ppl.se"], _PPL)
 
 
-def _pm(mean: float, se: float) -> str:
+def _decimals(se: float) -> int:
+    """Decimals that show the standard error to two significant digits (4 without one)."""
     if math.isnan(se) or se == 0:
-        return f"{mean:.4f}"
-    decimals = max(0, 1 - math.floor(math.log10(se)))
-    return f"{mean:.{decimals}f} ± {se:.{decimals}f}"
+        return 4
+    return max(0, 1 - math.floor(math.log10(se)))
 
 
 def _q(key: str):

@@ -242,3 +242,33 @@ def to_latex(table: Table, caption: str, label: str) -> str:
 
 def to_csv(table: Table) -> str:
     return table.numbers.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+PER_SEED_FORMAT = "%.10g"  # more digits than the table: seed differences of 1e-4 are recomputed
+
+
+def per_seed_frame(runs: pd.DataFrame, info: StudyInfo) -> pd.DataFrame:
+    """One row per trial run (runs: `cells.per_run`): its cell, axis values, seed, status and
+    kind, then every quantity; rows in the table's cell order, then by seed and trial."""
+    quantities = catalogue(runs.columns)
+    keys = [c for c in runs.columns if c in quantities]
+    identity = list(dict.fromkeys(["cell", *info.axis_names, "seed", "status", "kind"]))
+    rank = {cell: i for i, cell in enumerate(dict.fromkeys(runs["cell"]))}
+    order = sorted(range(len(runs)), key=lambda i: (
+        rank[runs["cell"].iat[i]], _sort_key(runs["seed"].iat[i]), _sort_key(runs["trial"].iat[i]),
+        str(runs["status"].iat[i])))
+    return runs.iloc[order][identity + keys].reset_index(drop=True)
+
+
+def per_seed_csv(runs: pd.DataFrame, info: StudyInfo) -> str:
+    return per_seed_frame(runs, info).to_csv(index=False, float_format=PER_SEED_FORMAT,
+                                             lineterminator="\n")
+
+
+def _sort_key(value) -> tuple[int, float, str]:
+    """Numbers in order, then anything else by its text: a total order for mixed columns."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+    return (1, 0.0, "") if math.isnan(number) else (0, number, "")
