@@ -40,7 +40,8 @@ def _train(args: argparse.Namespace) -> int:
 
     flags = {"train.max_steps": args.max_steps, "train.seed": args.seed,
              "data.corpus": args.corpus, "data.tokenizer": args.tokenizer,
-             "train.precision": args.precision}
+             "train.precision": args.precision, "train.flops_budget": args.flops,
+             "train.seconds_budget": args.seconds}
     # Typed values, never re-parsed: `--corpus on` is the file "on", not True.
     config = build_run_config(args.preset, args.set,
                               {key: value for key, value in flags.items() if value is not None})
@@ -128,6 +129,28 @@ def _flops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _match(args: argparse.Namespace) -> int:
+    """The dense model closest to a MemoryFormer preset on one quantity, as an arm's settings."""
+    from harness.models.matching import match_dense
+    from harness.models.presets import pair_of
+    from harness.runs.config import build_run_config
+
+    target = build_run_config(args.preset, args.set)
+    measure = None
+    if args.on == "throughput":
+        from harness.metrics.throughput import throughput_measure
+
+        measure = throughput_measure(batch=target.data.batch_size, seq_len=target.seq_len)
+    match = match_dense(target.model, args.on, target.seq_len, measure)
+    c = match.config
+    print(f"dense closest to {args.preset} on {args.on}: {c.n_layer} layers x {c.d_model} wide, "
+          f"{c.n_head} heads: {match.matched_value:.4g} against {match.target_value:.4g} "
+          f"({match.ratio:.3f}x)")
+    print(f"as a study arm:  {{preset: {pair_of(args.preset)}, set: {{model.n_layer: "
+          f"{c.n_layer}, model.d_model: {c.d_model}, model.n_head: {c.n_head}}}}}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from harness import bench
 
@@ -135,10 +158,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _load_study(args: argparse.Namespace):
-    from harness.ablate.study_file import load_study
+    """The file's Study, or its tune-then-compare Protocol."""
+    from harness.ablate.protocol import load
 
-    study = load_study(args.file)
-    return study.with_seeds(tuple(args.seeds)) if getattr(args, "seeds", None) else study
+    seeds = getattr(args, "seeds", None)
+    return load(args.file, tuple(seeds) if seeds else None)
 
 
 def _storage(args: argparse.Namespace) -> str:
@@ -148,42 +172,61 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from harness.ablate.runner import Settings, prepare_study, run_study, unfinished_summary
+    from harness.ablate.protocol import Protocol
+    from harness.ablate.runner import (
+        Settings,
+        prepare_study,
+        run_protocol,
+        run_study,
+        unfinished_summary,
+    )
     from harness.ablate.storage import Heartbeat
     from harness.ablate.workers import spawn_workers
     from harness.tracking.stores import resolve_tracking_uri
 
-    study = _load_study(args)  # validates every cell before anything runs
+    study = _load_study(args)  # validates every cell (of every phase) before anything runs
     storage = _storage(args)
+    checkpoint_dir = args.checkpoint_dir or study.checkpoint_dir
     settings = Settings(storage=storage, tracking_uri=resolve_tracking_uri(args.tracking_uri),
                         heartbeat=Heartbeat.for_storage(storage, args.heartbeat_interval,
                                                         args.grace_period),
                         progress=not args.quiet, devices=args.devices, strategy=args.strategy,
-                        checkpoint_dir=args.checkpoint_dir or study.checkpoint_dir)
-    prepared = prepare_study(study, settings)  # stores made before any other worker starts
+                        checkpoint_dir=checkpoint_dir)
+    # A study's stores are made before any other worker starts; a protocol's phases one by one.
+    prepared = None if isinstance(study, Protocol) else prepare_study(study, settings)
     seeds = tuple(args.seeds) if args.seeds else None
     workers = spawn_workers(args.file, settings, args.jobs - 1, seeds) if args.jobs > 1 else []
     try:
-        finished = run_study(study, settings, prepared)
+        phases = (run_protocol(study, settings) if isinstance(study, Protocol)
+                  else [(study, run_study(study, settings, prepared))])
     finally:
         for worker in workers:
             worker.wait()
-    summary = unfinished_summary(finished)
-    if summary is not None:
-        print(f"harness ablate: study {study.name}: {summary}; see `harness status {args.file}`",
+    failed = [(s.name, summary) for s, cells in phases
+              if (summary := unfinished_summary(cells)) is not None]
+    for name, summary in failed:
+        print(f"harness ablate: study {name}: {summary}; see `harness status {args.file}`",
               file=sys.stderr)
+    if failed:
         return 1
     if not args.quiet:
-        print(f"study {study.name}: {len(finished)} cells finished; "
-              f"see `harness status {args.file}` and `harness ui`")
+        for phase, cells in phases:
+            print(f"study {phase.name}: {len(cells)} cells finished; "
+                  f"see `harness status {args.file}` and `harness ui`")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from harness.ablate.protocol import Protocol
     from harness.ablate.status import format_status, study_status
 
     study = _load_study(args)
-    print(format_status(study, study_status(study, _storage(args))))
+    phases = study.first_phases() if isinstance(study, Protocol) else [study]
+    for phase in phases:
+        print(format_status(phase, study_status(phase, _storage(args))))
+    if isinstance(study, Protocol):
+        print("(a sweep's extension rounds, NAME-tune-ARM-1 and on, are made when its first "
+              "round ends with its best value at an edge)")
     return 0
 
 
@@ -243,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "model.attention=performer; repeatable")
     flops.set_defaults(run=_flops)
 
+    match = commands.add_parser("match", help="the dense model closest to a MemoryFormer on "
+                                "params, forward FLOPs or measured training throughput")
+    match.add_argument("preset", help="a MemoryFormer preset, e.g. memoryformer-nano")
+    match.add_argument("--on", default="params", choices=("params", "forward_flops", "throughput"),
+                       help="the quantity to match (throughput: measured on this machine, at "
+                       "the config's batch and sequence length; default: %(default)s)")
+    match.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                       help="override a field of the target's run config; repeatable")
+    match.set_defaults(run=_match)
+
     bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "
                                 "machine's memory bandwidth (the roofline)")
     from harness.bench import add_arguments
@@ -254,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="memoryformer-nano",
                        help="a name from `harness presets`")
     train.add_argument("--max-steps", type=int, help="optimiser steps (train.max_steps)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--flops", type=float, metavar="F", help="train until F training FLOPs "
+                        "are spent, 3x the exact forward count per token (train.flops_budget)")
+    budget.add_argument("--seconds", type=float, metavar="S", help="train until S seconds of "
+                        "optimiser steps are spent, validation excluded (train.seconds_budget)")
     train.add_argument("--corpus", help="shakespeare, bible, a text file or folder, or hf:NAME")
     train.add_argument("--tokenizer", help="byte, bpe or gpt2 (data.tokenizer)")
     train.add_argument("--seed", type=int, help="model init and sample order (train.seed)")

@@ -20,6 +20,11 @@ TINY_SET = {"model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "data.to
             "train.log_every": 1, "train.throughput_warmup_steps": 0}
 
 
+# A few steps of the tiny model: FLOPs budgets of 2-5 steps, seconds budgets of a second.
+TINY_BUDGETS = {"flops": (2.0e7, 4.0e7), "seconds": (1.0, 1.5),
+                "train.flops_budget": (2.0e7, 4.0e7), "train.seconds_budget": (1.0, 1.5)}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fused_kernel() -> None:
     """Build the fused memory-layer kernel once, first: no test's subprocess (some are killed on
@@ -50,9 +55,11 @@ def shrink(data_cache):
         search = study.search
         if search is not None:
             search = Search(search.sampler, min(search.n_trials, 2), search.params)
+        axes = tuple((name, TINY_BUDGETS.get(name, vals)[:values]) for name, vals in study.axes)
         return replace(study, overrides=tuple(sorted(overrides.items())), steps=steps,
-                       val_every=val_every, seeds=study.seeds[:1], search=search,
-                       axes=tuple((name, vals[:values]) for name, vals in study.axes))
+                       val_every=val_every, seeds=study.seeds[:1], search=search, axes=axes,
+                       budget_amount=TINY_BUDGETS.get(study.budget, (None,))[0],
+                       arms=study.arms[:3])
 
     return cut
 
@@ -63,6 +70,25 @@ def settings(tmp_path) -> Settings:
     return Settings(storage=f"sqlite:///{tmp_path}/optuna.db",
                     tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
                     workspace=Workspace(tmp_path / "home"), progress=False, poll_seconds=0.5)
+
+
+@pytest.fixture
+def shrink_protocol(data_cache):
+    """shrink_protocol(raw file) -> the tune-then-compare Protocol in miniature: the tiny model,
+    two-step sweeps of two values with one extension round, tiny budgets, one seed."""
+    from harness.ablate.protocol import parse_protocol
+
+    def cut(raw: dict) -> object:
+        base = {**(raw.get("base") or {})}
+        base["set"] = {**(base.get("set") or {}), **TINY_SET, "data.cache_dir": str(data_cache)}
+        tune = {**raw["tune"], "values": raw["tune"]["values"][:2], "seeds": [0], "extend": 1,
+                "budget": {"steps": 2, "val_every": 1}}
+        compare = {"budgets": [{"flops": TINY_BUDGETS["flops"][0], "validations": 1},
+                               {"seconds": TINY_BUDGETS["seconds"][0], "val_every": 50}],
+                   "seeds": [0]}
+        return parse_protocol({**raw, "base": base, "tune": tune, "compare": compare})
+
+    return cut
 
 
 PG = "postgresql://postgres@127.0.0.1:5432"  # trust auth on the test machine and in CI

@@ -46,6 +46,8 @@ def small_corpus(tmp_path) -> str:
     (["--corpus", "null"], "data.corpus: 'null' is neither a known corpus nor an existing path"),
     (["--corpus", "2024"], "data.corpus: '2024' is neither a known corpus nor an existing path"),
     (["--precision", "16"], "train.precision: '16'"),
+    (["--flops", "0"], "train.flops_budget: 0.0 is out of range; allowed: numbers > 0"),
+    (["--seconds", "-5"], "train.seconds_budget: -5.0 is out of range; allowed: numbers > 0"),
     (["--tracking-uri", "TRACKING"], "tracking_uri: http://127.0.0.1:"),
 ])
 def test_bad_input_is_one_line_exit_2_and_creates_no_run(tmp_path, monkeypatch, capsys, args,
@@ -76,3 +78,13 @@ def test_train_prints_the_run_and_how_to_browse_it(tmp_path):
     assert "run " in result.stdout and "finished: val/loss" in result.stdout
     assert "harness ui" in result.stdout
     assert (tmp_path / ".harness" / "mlflow.db").exists()
+
+
+def test_match_prints_the_closest_dense_shape_as_an_arm(capsys):
+    assert main(["match", "memoryformer-nano", "--on", "params"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("dense closest to memoryformer-nano on params: 11 layers x 352 wide")
+    assert out[1] == ("as a study arm:  {preset: dense-nano, set: {model.n_layer: 11, "
+                      "model.d_model: 352, model.n_head: 11}}")
+    assert main(["match", "dense-nano"]) == 2  # a dense target: one line, exit 2
+    assert "match.target: dense-nano is kind 'dense'" in capsys.readouterr().err

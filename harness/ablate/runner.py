@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.ablate.attrs import CELL, REASON, RUN_ID, SURPLUS
 from harness.ablate.cells import Cell, cells, total_cells
+from harness.ablate.protocol import Protocol, Sweep, next_values, sweeps_of, with_sweeps
 from harness.ablate.retry import retry_unfinished
 from harness.ablate.storage import (
     PARENT_RUN,
@@ -147,6 +148,29 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
     return finished
 
 
+def run_protocol(protocol: Protocol, settings: Settings) -> list[tuple[Study, list[Cell]]]:
+    """Every phase of a tune-then-compare study in order; (study, cells) of each phase run."""
+    phases: list[tuple[Study, list[Cell]]] = []
+    sweeps: list[Sweep] = []
+    for arm in protocol.arms:
+        finished: list[list[Cell]] = []
+        values, round_ = protocol.values, 0
+        while True:
+            study = protocol.tune_study(arm, round_, values)
+            finished.append(run_study(study, settings))
+            phases.append((study, finished[-1]))
+            arm_sweeps = sweeps_of(arm, protocol, finished)
+            values = next_values(arm_sweeps, protocol.values)
+            if not values or round_ >= protocol.extend:
+                break
+            round_ += 1
+        sweeps += arm_sweeps
+    for study in protocol.compare_studies(sweeps):
+        study = with_sweeps(study, sweeps)
+        phases.append((study, run_study(study, settings)))
+    return phases
+
+
 def _work(prepared: Prepared, runner: TrialRunner, settings: Settings, bar) -> None:
     """Claim and run cells until every cell is done, waiting on those other workers hold."""
     optuna_study, total = prepared.optuna_study, total_cells(prepared.study)
@@ -250,9 +274,12 @@ def _create_parent_run(optuna_study: optuna.Study, tracker: Tracker, study: Stud
     crash_point("parent.created")
     spec = asdict(study)
     tracker.log_params(parent, {
-        "study.preset": study.preset, "study.steps": study.steps,
+        "study.preset": study.preset, "study.steps": study.steps, "study.budget": study.budget,
+        "study.budget_amount": study.budget_amount if study.budget_amount else study.steps,
         "study.val_every": study.val_every, "study.seeds": list(study.seeds),
         "study.axes": json.dumps(spec["axes"]), "study.search": json.dumps(spec["search"]),
+        **({"study.arms": json.dumps(spec["arms"], default=str)} if study.arms else {}),
+        **({"study.sweeps": json.dumps(spec["sweeps"])} if study.sweeps else {}),
         "study.objectives": ",".join(f"{o.metric}:{o.direction}" for o in study.objectives),
         "study.pruner": study.pruner, "study.cells": total_cells(study),
         **{f"study.set.{k}": v for k, v in study.overrides},

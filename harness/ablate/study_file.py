@@ -3,7 +3,7 @@
     name: expansion-bits
     description: Table 5 at CPU size
     base: {preset: memoryformer-nano, set: {data.tokenizer: byte}}
-    budget: {steps: 300, val_every: 50}        # or tokens: 1_000_000
+    budget: {steps: 300, val_every: 50}        # or tokens: 1_000_000, flops: 3.0e12, seconds: 60
     axes: {model.expansion_bits: [0, 1, 2, 3]}  # a grid: every combination x every seed, once
     seeds: [0, 1]
     objectives: [val_loss]
@@ -27,21 +27,24 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.ablate.arms import Arm, parse_arms
 from harness.errors import ConfigError
-from harness.runs.config import SECTIONS, RunConfig, build_run_config
+from harness.runs.config import SECTIONS, RunConfig, build_run_config, parse_value
 from harness.runs.records import OBJECTIVES
-from harness.validate import check_choice, check_int
+from harness.validate import check_choice, check_int, check_number
 
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("minimize", "maximize")
-TOP_KEYS = ("name", "description", "base", "budget", "axes", "search", "seeds", "objectives",
+TOP_KEYS = ("name", "description", "base", "budget", "arms", "axes", "search", "seeds",
+            "objectives",
             "pruner", "evaluate", "checkpoint_dir")
 
 
@@ -85,6 +88,18 @@ class Study:
     # Where trials write checkpoints (a path every worker can read, or an fsspec URL): how the
     # study runs, not what it is, so not part of its digest. `--checkpoint-dir` overrides it.
     checkpoint_dir: str | None = None
+    # The resource every run holds fixed: "steps" (steps and tokens budgets: `steps` above),
+    # "flops" or "seconds" (`budget_amount` of it, the same for every cell, so each cell runs
+    # its own number of steps). `validations`: how often a flops-budget run validates.
+    budget: str = "steps"
+    budget_amount: float | None = None
+    validations: int = 0
+    # Named arms (arms.py): the grid's first axis, `arm`, runs each with its own preset and
+    # settings (a matched dense baseline, a tuned learning rate).
+    arms: tuple[Arm, ...] = ()
+    # A compare phase's arms were tuned (protocol.py): each arm's sweep, for the report. Derived
+    # from the tuning phases' results, so not part of the digest.
+    sweeps: tuple[Any, ...] = ()
 
     @property
     def is_grid(self) -> bool:
@@ -107,15 +122,35 @@ class Study:
         """The RunConfig of one cell (or one sampled trial): base, then the cell's values."""
         preset = params.get("preset", self.preset)
         values = dict(self.overrides)
-        values.update({k: v for k, v in params.items() if k not in ("preset", "seed")})
+        if "arm" in params:
+            arm = next(a for a in self.arms if a.label == params["arm"])
+            preset = arm.preset
+            values.update(arm.values)
         values.update({"train.max_steps": self.steps, "train.val_every": self.val_every,
-                       "train.seed": params.get("seed", self.seeds[0])})
+                       **self._budget_values()})
+        # the cell's own values last: an axis may vary the budget (train.flops_budget: [...])
+        values.update({k: v for k, v in params.items() if k not in ("preset", "seed", "arm")})
+        values["train.seed"] = params.get("seed", self.seeds[0])
         return build_run_config(preset, values=values)
+
+    def _budget_values(self) -> dict[str, Any]:
+        if self.budget == "flops":
+            return {"train.flops_budget": self.budget_amount,
+                    "train.validations": self.validations}
+        if self.budget == "seconds":
+            return {"train.seconds_budget": self.budget_amount}
+        return {}
 
     def digest(self) -> str:
         """Identity of the definition: a study name reused with other cells is refused."""
         body = asdict(replace(self, description="", checkpoint_dir=None))
+        del body["sweeps"]
         del body["checkpoint_dir"]  # digests of studies made before the field existed hold
+        if self.budget == "steps":  # so do those of step budgets, from before budgets had kinds
+            for key in ("budget", "budget_amount", "validations"):
+                del body[key]
+        if not self.arms:
+            del body["arms"]
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
     def with_seeds(self, seeds: tuple[int, ...]) -> Study:
@@ -134,17 +169,20 @@ class Study:
 
 
 def load_study(path: Path | str) -> Study:
+    study = parse_study(read_study_file(path))
+    study.check()
+    return study
+
+
+def read_study_file(path: Path | str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("study", f"{path} is not a file; allowed: a study YAML such as "
                           "ablations/quickstart.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError("study", f"{path} is not valid YAML: {error}") from None
-    study = parse_study(raw)
-    study.check()
-    return study
 
 
 def parse_study(raw: Any) -> Study:
@@ -163,11 +201,20 @@ def parse_study(raw: Any) -> Study:
         _check_field_key(f"base.set.{key}", key)
     axes_raw = _mapping(raw.get("axes") or {}, "axes", None)
     search = _search(raw.get("search"))
-    if bool(axes_raw) == (search is not None):
+    arms = parse_arms(raw.get("arms"), overrides)
+    if arms and search is not None:
+        raise ConfigError("arms", "arms are the axis of a grid; allowed: arms with axes, or a "
+                          "search without arms")
+    if bool(axes_raw or arms) == (search is not None):
         raise ConfigError("axes", "a study has exactly one of `axes` (a grid) or `search` "
                           "(tuning); allowed: one of them")
     axes = tuple((key, _axis_values(key, values)) for key, values in axes_raw.items())
-    steps, val_every = _budget(raw.get("budget"), str(base.get("preset")), overrides)
+    if arms:
+        if "preset" in axes_raw:
+            raise ConfigError("axes.preset", "each arm names its preset; allowed: arms, or a "
+                              "preset axis, not both")
+        axes = (("arm", tuple(a.label for a in arms)), *axes)
+    budget = _budget(raw.get("budget"), str(base.get("preset")), overrides)
     objectives = _objectives(raw.get("objectives", ["val_loss"]))
     pruner = raw.get("pruner", "none")
     check_choice("pruner", pruner, PRUNERS)
@@ -179,7 +226,9 @@ def parse_study(raw: Any) -> Study:
         raise ConfigError("evaluate", f"{evaluate!r}; allowed: a list of task names")
     return Study(
         name=name, description=str(raw.get("description", "")), preset=str(base.get("preset")),
-        overrides=overrides, steps=steps, val_every=val_every, axes=axes, search=search,
+        overrides=overrides, steps=budget.steps, val_every=budget.val_every, axes=axes,
+        search=search, budget=budget.kind, budget_amount=budget.amount,
+        validations=budget.validations, arms=arms,
         seeds=tuple(_seeds(raw.get("seeds", [0]))), objectives=objectives, pruner=pruner,
         evaluate=tuple(evaluate), checkpoint_dir=_checkpoint_dir(raw.get("checkpoint_dir")),
     )
@@ -226,6 +275,8 @@ def _axis_values(key: str, values: Any) -> tuple[Any, ...]:
         raise ConfigError("axes.train.seed", "seeds are their own key; allowed: seeds: [0, 1]")
     if not isinstance(values, list) or not values:
         raise ConfigError(f"axes.{key}", f"{values!r}; allowed: a non-empty list of values")
+    values = [float(v) if isinstance(v, str) and _UNSIGNED_EXPONENT.match(v) else v
+              for v in values]
     for value in values:
         if not (value is None or isinstance(value, str | int | float | bool)):
             raise ConfigError(f"axes.{key}", f"{value!r}; allowed: numbers, strings, booleans")
@@ -264,12 +315,33 @@ def _search(raw: Any) -> Search | None:
     return Search(sampler=sampler, n_trials=raw["n_trials"], params=tuple(params))
 
 
-def _budget(raw: Any, preset: str, overrides: tuple[tuple[str, Any], ...]) -> tuple[int, int]:
-    raw = _mapping(raw, "budget", ("steps", "tokens", "val_every"))
-    if ("steps" in raw) == ("tokens" in raw):
-        raise ConfigError("budget", "give exactly one of steps or tokens; allowed: "
-                          "{steps: N} or {tokens: N}")
-    if "steps" in raw:
+@dataclass(frozen=True)
+class _Budget:
+    kind: str  # Study.budget
+    amount: float | None
+    steps: int  # the run's length (a placeholder under flops, a cap under seconds)
+    val_every: int
+    validations: int
+
+
+BUDGET_KEYS = ("steps", "tokens", "flops", "seconds")
+# YAML 1.1 reads 1.0e12 (an exponent without its sign) as a string: a number the user meant
+_UNSIGNED_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE]\d+$")
+FLOPS_VALIDATIONS = 5  # a flops-budget run validates this many times unless told otherwise
+
+
+def _budget(raw: Any, preset: str, overrides: tuple[tuple[str, Any], ...]) -> _Budget:
+    raw = _mapping(raw, "budget", (*BUDGET_KEYS, "val_every", "validations"))
+    given = [key for key in BUDGET_KEYS if key in raw]
+    if len(given) != 1:
+        raise ConfigError("budget", "give exactly one of steps, tokens, flops or seconds; "
+                          "allowed: {steps: N}, {tokens: N}, {flops: F} or {seconds: S}")
+    kind = given[0]
+    if kind in ("flops", "seconds"):
+        return _resource_budget(kind, raw)
+    if "validations" in raw:
+        raise ConfigError("budget.validations", "applies to a flops budget; allowed: val_every")
+    if kind == "steps":
         check_int("budget.steps", raw["steps"], 1)
         steps = raw["steps"]
     else:
@@ -278,7 +350,28 @@ def _budget(raw: Any, preset: str, overrides: tuple[tuple[str, Any], ...]) -> tu
         steps = math.ceil(raw["tokens"] / (data.batch_size * (data.seq_len or 1)))
     val_every = raw.get("val_every", max(1, steps // 5))
     check_int("budget.val_every", val_every, 1)
-    return steps, min(val_every, steps)
+    return _Budget("steps", None, steps, min(val_every, steps), 0)
+
+
+def _resource_budget(kind: str, raw: dict[str, Any]) -> _Budget:
+    """FLOPs or seconds, the same for every cell: each cell's step count follows from it."""
+    amount = raw[kind]
+    if isinstance(amount, str):  # YAML 1.1 reads 3e12 (no dot) as a string
+        amount = parse_value(amount)
+    check_number(f"budget.{kind}", amount, positive=True)
+    if kind == "flops":
+        if "val_every" in raw:
+            raise ConfigError("budget.val_every", "a flops budget sets each cell's steps; "
+                              "allowed: validations (how many times a run validates)")
+        validations = raw.get("validations", FLOPS_VALIDATIONS)
+        check_int("budget.validations", validations, 1)
+        return _Budget("flops", float(amount), 1, 1, validations)
+    if "validations" in raw:
+        raise ConfigError("budget.validations", "a seconds budget has no step count to divide; "
+                          "allowed: val_every")
+    val_every = raw.get("val_every", 50)
+    check_int("budget.val_every", val_every, 1)
+    return _Budget("seconds", float(amount), 1, val_every, 0)
 
 
 def _objectives(raw: Any) -> tuple[Objective, ...]:

@@ -34,7 +34,7 @@ from harness.ablate.cells import lineage_of
 from harness.ablate.study_file import Study
 from harness.faults import crash_point
 from harness.runs import checkpoint_store, records
-from harness.runs.config import RunConfig, with_values
+from harness.runs.config import with_values
 from harness.runs.workspace import Workspace
 from harness.tracking.client import Tracker
 from harness.train.fence import Fence, Fenced
@@ -177,20 +177,19 @@ class TrialRunner:
 
             evaluate(result.run_id, list(self.study.evaluate), tracking_uri=self.tracker.uri,
                      workspace=self.workspace)
-        recorded = self._log_trial_time(result, time.perf_counter() - start, config)
+        recorded = self._log_trial_time(result, time.perf_counter() - start)
         crash_point("trial.finished")
         metrics = {**recorded, **result.metrics}
         return [records.OBJECTIVES[o.metric].read(metrics) for o in self.study.objectives]
 
-    def _log_trial_time(self, result: TrainResult, seconds: float,
-                        config: RunConfig) -> dict[str, float]:
+    def _log_trial_time(self, result: TrainResult, seconds: float) -> dict[str, float]:
         """The trial's whole time, once (a resumed trial keeps its first); the run's metrics."""
         recorded = self.tracker.run(result.run_id).data.metrics
         if records.TRIAL_SECONDS not in recorded:
             self.tracker.log_metrics(result.run_id, {
                 records.TRIAL_SECONDS: seconds,
                 records.TRIAL_OVERHEAD: seconds - result.metrics.get(records.STEP_SECONDS, 0.0),
-            }, step=config.train.max_steps)
+            }, step=result.steps)
         return recorded
 
     def _starting_point(self, trial: optuna.Trial,
