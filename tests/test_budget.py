@@ -109,7 +109,7 @@ def test_a_seconds_budget_study_stops_on_time_with_the_rate_at_its_floor(tiny_se
         steps = metrics[records.BUDGET_STEPS]
         used = metrics[records.BUDGET_SECONDS_USED]
         assert run.info.status == "FINISHED" and run.data.tags[records.BUDGET] == "seconds"
-        assert seconds <= used <= seconds + used / steps * 3 + 0.1 * seconds, preset
+        assert seconds <= used <= 1.1 * seconds + used / steps, preset  # one step + 10%
         lr = dict(tracker.metric_history(run.info.run_id, records.TRAIN_LR))
         config = study.run_config({"preset": preset, "seed": 0})
         floor = config.peak_lr * config.optim.min_lr_ratio

@@ -84,7 +84,7 @@ def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
     per_seed.write_text(per_seed_csv(runs, info))
     cells = aggregate(runs, info.axis_names, SUMMARY_KEYS)
     figures = _write_figures(records, runs, cells, info, set(finished_kinds), out, dpi)
-    sections, more = _fairness(records, info, out, dpi)
+    sections, more = _fairness(records, runs, info, out, dpi)
     figures += more
     index = out / "index.md"
     index.write_text(index_markdown(
@@ -152,12 +152,15 @@ def _write_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFram
     return figures
 
 
-def _fairness(records: StudyRecords, info, out: Path, dpi: int
+def _fairness(records: StudyRecords, runs: pd.DataFrame, info, out: Path, dpi: int
               ) -> tuple[tuple[tuple[str, list[str]], ...], list[Figure]]:
     """Sections and figures of what a comparison held fixed: sweeps, scaling, resources."""
     from harness.report import fairness, plots
 
     sections: list[tuple[str, list[str]]] = []
+    within = fairness.within_conditions(runs)
+    if within:
+        sections.append(("Within each condition", within))
     figures = [Figure(name, caption) for name, caption in fairness.resource_figures(records, out)]
     if info.sweeps:
         sections.append(("Tuning", fairness.sweep_lines(info)))
