@@ -20,11 +20,13 @@ reads reach. FLOPs are multiply-adds (harness.models.cost).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,6 +61,17 @@ class BenchRow:
     linear_intensity: float  # forward FLOPs per byte it must move (input, weight, output)
     memory_intensity: float  # forward FLOPs per byte of table rows read
     note: str = ""
+    # The fastest dense layer a user could pick here: nn.Linear in fp32 or in bf16 (oneDNN runs
+    # bf16 on AMX where the CPU has it), timed in the same interleaved run.
+    anchor_ms: float | None = None
+    anchor: str = ""  # "fp32 nn.Linear" or "bf16 nn.Linear"
+
+    @property
+    def anchor_speedup(self) -> float | None:
+        """anchor ms / memory ms: against the fastest dense option (> 1: memory layer faster)."""
+        if self.anchor_ms is None or self.memory_ms is None:
+            return None
+        return self.anchor_ms / self.memory_ms
 
     @property
     def speedup(self) -> float | None:
@@ -104,7 +117,8 @@ class BenchRow:
         return _bound(self.memory_intensity, self.machine_balance)
 
     def to_dict(self) -> dict[str, Any]:
-        derived = ("speedup", "kernel_speedup", "linear_flops_per_s", "memory_read_per_s",
+        derived = ("speedup", "anchor_speedup", "kernel_speedup", "linear_flops_per_s",
+                   "memory_read_per_s",
                    "bandwidth_share", "machine_balance", "linear_bound", "memory_bound")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
 
@@ -164,6 +178,10 @@ def run_bench(
                 memory = MemoryLayer(width, width, chunk_size=chunk_size)
                 x = torch.randn(tokens, width)
                 reference = MemoryLayer(width, width, chunk_size=chunk_size, kernel="reference")
+            other = "bf16" if dtype == "fp32" else "fp32"  # the other dense option
+            # a copy: Module.to converts in place
+            other_linear = copy.deepcopy(linear).to(DTYPES[other])
+            other_x = x.to(DTYPES[other])
             linear, memory, reference, x = (t.to(DTYPES[dtype])
                                             for t in (linear, memory, reference, x))
             reference.load_state_dict(memory.state_dict())  # the same tables and hashing
@@ -174,7 +192,8 @@ def run_bench(
                         if layer.table_storage != storage:
                             layer.store_tables(storage)
                     steps = {"linear": _step(linear, x, backward),
-                             "memory": _step(memory, x, backward)}
+                             "memory": _step(memory, x, backward),
+                             "other_linear": _step(other_linear, other_x, backward)}
                     if not backward:
                         steps["reference"] = _step(reference, x, backward)
                     ms, note = interleaved_medians(steps, repeats)
@@ -184,7 +203,7 @@ def run_bench(
                                                        "path: the fused kernel trains fp32 "
                                                        "tables only"]))
                     rows.append(_row(width, tokens, dtype, pass_name, storage, path, bandwidth,
-                                     memory, ms, note))
+                                     memory, ms, note, other))
     return rows
 
 
@@ -196,7 +215,7 @@ def _storages(dtype: str, backward: bool, storages: Sequence[str]) -> list[str]:
 
 def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kernel: str,
          bandwidth: float, memory: MemoryLayer, ms: dict[str, float | None],
-         note: str) -> BenchRow:
+         note: str, other: str) -> BenchRow:
     value_bytes = memory.tables.element_size()
     rows_per_token = memory.num_tables * width  # values read per token, also its multiply-adds
     forward_flops = tokens * width * width
@@ -211,8 +230,17 @@ def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kern
         table_bytes=memory.tables.numel() * value_bytes,
         linear_intensity=forward_flops / moved,
         memory_intensity=rows_per_token / (rows_per_token * value_bytes),
-        note=note,
+        note=note, **_anchor({dtype: ms["linear"], other: ms.get("other_linear")}),
     )
+
+
+def _anchor(linear_ms: dict[str, float | None]) -> dict[str, Any]:
+    """The faster of fp32 and bf16 nn.Linear: the dense layer to beat."""
+    timed = {dtype: t for dtype, t in linear_ms.items() if t is not None}
+    if not timed:
+        return {}
+    best = min(timed, key=lambda dtype: (timed[dtype], dtype))
+    return {"anchor_ms": timed[best], "anchor": f"{best} nn.Linear"}
 
 
 def _step(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
@@ -257,11 +285,13 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         return "no benchmark rows"
     first = rows[0]
     lines = [
+        machine_line(),
         f"torch {torch.__version__}, {first.threads} threads, {first.tokens} tokens, "
         f"MemoryLayer tau = chunk_size, K = width / tau, {first.kernel} kernel; streaming copy "
         f"bandwidth {first.bandwidth / 1e9:.1f} GB/s (read + write)",
         f"{'shape':>11} {'dtype':>5} {'tables':>6} {'pass':>8} {'linear ms':>10} "
-        f"{'memory ms':>10} {'speed-up':>8} {'ref ms':>8} {'kernel':>7} {'lin GFLOP/s':>11} "
+        f"{'memory ms':>10} {'speed-up':>8} {'anchor':>14} {'anchor ms':>9} {'vs anchor':>9} "
+        f"{'ref ms':>8} {'kernel':>7} {'lin GFLOP/s':>11} "
         f"{'rows GB/s':>9} {'% bw':>5} {'AI lin':>7} {'AI mem':>6} {'balance':>7}  "
         f"bound (linear / memory)",
     ]
@@ -273,7 +303,9 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
             f"{row.width:>5}x{row.width:<5} {row.dtype:>5} {row.table_storage:>6} "
             f"{'fwd' if row.passes == 'forward' else 'fwd+bwd':>8} "
             f"{_num(row.linear_ms, '.2f'):>10} {_num(row.memory_ms, '.2f'):>10} "
-            f"{_num(row.speedup, '.2f', 'x'):>8} {_num(row.reference_ms, '.2f'):>8} "
+            f"{_num(row.speedup, '.2f', 'x'):>8} {row.anchor or '-':>14} "
+            f"{_num(row.anchor_ms, '.2f'):>9} {_num(row.anchor_speedup, '.2f', 'x'):>9} "
+            f"{_num(row.reference_ms, '.2f'):>8} "
             f"{_num(row.kernel_speedup, '.2f', 'x'):>7} "
             f"{_num(row.linear_flops_per_s, '.1f', '', 1e9):>11} "
             f"{_num(row.memory_read_per_s, '.1f', '', 1e9):>9} "
@@ -283,7 +315,10 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
             notes.append(f"{row.width}x{row.width} {row.dtype} {row.table_storage} "
                          f"{row.passes}: {row.note}")
     lines += [
-        "speed-up = linear ms / memory ms (> 1: memory layer faster); ref ms = the memory layer on",
+        "speed-up = linear ms / memory ms (> 1: memory layer faster), nn.Linear in the row's",
+        "dtype; anchor = the faster of fp32 and bf16 nn.Linear on this machine (the dense layer a",
+        "user would pick), timed in the same run; vs anchor = anchor ms / memory ms; ref ms = the",
+        "layer on",
         "its reference path (plain torch), kernel = ref ms / memory ms; tables = how the memory",
         "layer stores its tables (bf16, int8 with a scale per row: inference only); rows GB/s =",
         "table rows read by the memory layer's forward; AI = multiply-adds per byte moved;",
@@ -295,6 +330,25 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         *notes,
     ]
     return "\n".join(lines)
+
+
+def machine_line() -> str:
+    """The CPU, the instruction sets that decide dense speed (AVX-512, AMX) and the threads."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux: the capability torch reports is still known
+        pass
+    isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+           if name in flags]
+    return (f"CPU: {model}; {', '.join(isa) or 'no AVX-512/AMX flags read'}; torch CPU "
+            f"capability {torch.backends.cpu.get_cpu_capability()}; "
+            f"{torch.get_num_threads()} threads")
 
 
 def _num(value: float | None, spec: str, suffix: str = "", scale: float = 1.0) -> str:

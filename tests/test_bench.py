@@ -32,6 +32,10 @@ def test_one_row_per_width_dtype_pass_and_table_storage(rows):
         forward = row.passes == "forward"
         assert (row.reference_ms is not None) == forward
         assert row.kernel_speedup == (row.reference_ms / row.memory_ms if forward else None)
+    for row in rows:  # the anchor: the faster of fp32 and bf16 nn.Linear, timed beside it
+        assert row.anchor in ("fp32 nn.Linear", "bf16 nn.Linear") and row.anchor_ms is not None
+        assert row.anchor_ms <= row.linear_ms
+        assert row.anchor_speedup == row.anchor_ms / row.memory_ms
     trained_bf16 = rows[-1]
     assert trained_bf16.kernel == "reference" and "fp32 tables only" in trained_bf16.note
     assert {r.kernel for r in rows[:-1]} == {"fused"}
@@ -73,6 +77,8 @@ def test_rows_are_json_and_formatted(rows):
     text = format_bench(rows)
     assert text.count("32x32") == 6 + 4 + 1  # per row, per forward row's tables, the note
     assert "bound (linear / memory)" in text
+    assert text.startswith("CPU: ") and "threads" in text.splitlines()[0]
+    assert "vs anchor" in text and "the faster of fp32 and bf16 nn.Linear" in text
     assert "GB/s" in text
 
 
