@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from harness.report.cells import StudyInfo
-from harness.report.fairness import budget_sentence, sweep_lines, within_conditions
+from harness.report.fairness import budget_sentence, sweep_lines
+from harness.report.summary import within_conditions
 
 
 def _info(**changes) -> StudyInfo:

@@ -20,7 +20,12 @@ from harness.report.cells import (
 )
 from harness.report.paper import match_table
 from harness.report.reader import StudyRecords, read_study, tag_column
-from harness.report.summary import Figure, index_markdown, provenance_lines
+from harness.report.summary import (
+    Figure,
+    index_markdown,
+    provenance_lines,
+    within_conditions,
+)
 from harness.report.tables import build_table, per_seed_csv, to_csv, to_latex, to_markdown
 
 ARTIFACT_PATH = "report"
@@ -158,7 +163,7 @@ def _fairness(records: StudyRecords, runs: pd.DataFrame, info, out: Path, dpi: i
     from harness.report import fairness, plots
 
     sections: list[tuple[str, list[str]]] = []
-    within = fairness.within_conditions(runs)
+    within = within_conditions(runs)
     if within:
         sections.append(("Within each condition", within))
     figures = [Figure(name, caption) for name, caption in fairness.resource_figures(records, out)]

@@ -10,11 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-
-from harness.report.cells import FINISHED, StudyInfo
+from harness.report.cells import StudyInfo
 from harness.report.reader import StudyRecords
-from harness.report.stats import ALPHA, holm, paired
 
 SWEEP_FILE = "sweeps.png"
 SCALING_FILE = "scaling_flops.png"
@@ -127,43 +124,3 @@ def resource_figures(records: StudyRecords, out: Path) -> list[tuple[str, str]]:
     }
     written = loss_against_resources(records, out)
     return [(p.name, captions.get(p.name, "")) for p in written]
-
-
-def within_conditions(runs: pd.DataFrame) -> list[str]:
-    """MemoryFormer against dense inside each condition of a tuned comparison (cells `arm=A@C`),
-    where only arms of one condition are comparable (a byte-level and a BPE perplexity are not):
-    paired over seeds, Holm-adjusted over the conditions, a direction only where significant."""
-    done = runs[runs["status"] == FINISHED]
-    pairs = []
-    for condition, part in done.groupby(done["cell"].map(_condition)):
-        kinds = part.groupby("kind")["cell"].unique()
-        if condition and {"dense", "memoryformer"} <= set(kinds.index):
-            for dense in kinds["dense"]:
-                for memory in kinds["memoryformer"]:
-                    result = paired(runs, dense, memory)
-                    if result is not None:
-                        pairs.append((condition, result))
-    if not pairs:
-        return []
-    adjusted = holm([r.p for _, r in pairs])
-    lines = ["MemoryFormer against dense within each condition (paired over seeds; Holm-adjusted "
-             f"over {len(pairs)} comparisons; a negative difference: MemoryFormer lower):"]
-    for (condition, r), p_adj in zip(pairs, adjusted, strict=True):
-        verdict = (("MemoryFormer better" if r.mean < 0 else "dense better")
-                   if p_adj is not None and p_adj < ALPHA else
-                   f"no detectable difference at {r.n} seeds (smallest detectable effect: "
-                   f"{r.mde:.3f} nats/token)")
-        lines.append(f"- {condition}: {r.b} against {r.a}: {r.mean:+.4f} nats/token (95% CI "
-                     f"{r.ci_low:+.4f} to {r.ci_high:+.4f}, d_z = {r.d_z:.2f}, t = {r.t:.2f} with "
-                     f"{r.n - 1} df, p = {_p(r.p)}, adjusted p = {_p(p_adj)}): {verdict}")
-    return lines
-
-
-def _condition(cell: str) -> str:
-    """`arm=memoryformer@byte` -> `byte`; a cell without a condition -> ''."""
-    label = cell.partition("=")[2] if cell.startswith("arm=") else ""
-    return label.partition("@")[2]
-
-
-def _p(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.2g}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from harness.report.cells import StudyInfo
+from harness.report.cells import FINISHED, StudyInfo
 from harness.report.fairness import budget_sentence
 from harness.report.paper import PaperTable, same_value
 from harness.report.quantities import STANDARD, catalogue
@@ -532,3 +532,40 @@ def _finite(value) -> bool:
 def _scale_gap() -> str:
     return "far below the paper's: compare directions, not values"
 
+
+def within_conditions(runs: pd.DataFrame) -> list[str]:
+    """MemoryFormer against dense inside each condition of a tuned comparison (cells `arm=A@C`),
+    where only arms of one condition are comparable (a byte-level and a BPE perplexity are not):
+    paired over seeds, Holm-adjusted over the conditions, a direction only where significant."""
+    done = runs[runs["status"] == FINISHED]
+    pairs = []
+    for condition, part in done.groupby(done["cell"].map(_condition)):
+        kinds = part.groupby("kind")["cell"].unique()
+        if condition and {"dense", "memoryformer"} <= set(kinds.index):
+            pairs += [(condition, result) for dense in kinds["dense"]
+                      for memory in kinds["memoryformer"]
+                      if (result := paired(runs, dense, memory)) is not None]
+    if not pairs:
+        return []
+    family = sum(r.p is not None for _, r in pairs)
+    lines = ["MemoryFormer against dense within each condition (paired over seeds; Holm-adjusted "
+             f"over {len(pairs)} comparisons; a negative difference: MemoryFormer lower):"]
+    for (condition, r), p_adj in zip(pairs, holm([r.p for _, r in pairs]), strict=True):
+        verdict = Verdict(r, p_adj, family)
+        outcome = (("MemoryFormer better" if r.mean < 0 else "dense better")
+                   if verdict.detected else no_difference(r))
+        lines.append(f"- {condition}: {r.b} against {r.a}: {r.mean:+.4f} nats/token (95% CI "
+                     f"{r.ci_low:+.4f} to {r.ci_high:+.4f}, d_z = {r.d_z:.2f}, t = {r.t:.2f} with "
+                     f"{r.n - 1} df, p = {_p_value(r.p)}, adjusted p = {_p_value(p_adj)}): "
+                     f"{outcome}")
+    return lines
+
+
+def _condition(cell: str) -> str:
+    """`arm=memoryformer@byte` -> `byte`; a cell without a condition -> ''."""
+    label = cell.partition("=")[2] if cell.startswith("arm=") else ""
+    return label.partition("@")[2]
+
+
+def _p_value(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2g}"
