@@ -113,5 +113,44 @@ def test_a_seconds_budget_study_stops_on_time_with_the_rate_at_its_floor(tiny_se
         lr = dict(tracker.metric_history(run.info.run_id, records.TRAIN_LR))
         config = study.run_config({"preset": preset, "seed": 0})
         floor = config.peak_lr * config.optim.min_lr_ratio
-        assert lr[int(steps)] == pytest.approx(floor, rel=0.05)  # the last step, at the floor
+        # the last step near the floor: the pace it was predicted from varies with the machine's
+        # load (the exact floor, on a steady clock, is the test below)
+        assert lr[int(steps)] <= 2 * floor
         assert max(lr.values()) == pytest.approx(config.peak_lr, rel=0.05)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_on_a_steady_clock_the_last_step_of_a_seconds_budget_runs_at_the_floor(tiny_set,
+                                                                              monkeypatch):
+    import types
+
+    import torch
+
+    from harness.train import budget
+
+    clock = _Clock()
+    monkeypatch.setattr(budget.time, "perf_counter", clock)
+    config = tiny("dense-nano", tiny_set, **{"train.seconds_budget": 1.0})
+    meter = budget.BudgetClock(config)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    trainer = types.SimpleNamespace(optimizers=[optimizer], global_step=0, should_stop=False)
+    module = types.SimpleNamespace(device=torch.device("cpu"))
+    rates = []
+    while not trainer.should_stop:
+        meter.on_train_batch_start(trainer, module, None, 0)
+        rates.append(optimizer.param_groups[0]["lr"])
+        clock.now += 0.125  # every step takes an eighth of the budget (exact in binary)
+        meter.on_train_batch_end(trainer, module, None, None, 0)
+        trainer.global_step += 1
+    floor = config.peak_lr * config.optim.min_lr_ratio
+    assert trainer.global_step == 8 and meter.seconds == 1.0
+    assert rates[-1] == pytest.approx(floor) and rates[0] == 0.0  # warm-up starts at 0
+    assert max(rates) <= config.peak_lr and rates == sorted(rates[:2]) + sorted(rates[2:],
+                                                                                 reverse=True)

@@ -68,8 +68,6 @@ def _arm(label: str, spec: Any, base: tuple[tuple[str, Any], ...]) -> Arm:
 
 
 def _target(where: str, spec: Any, keys: tuple[str, ...], values: dict[str, Any]):
-    if isinstance(spec, dict):  # YAML 1.1 reads the key `on` as True
-        spec = {("on" if key is True else key): value for key, value in spec.items()}
     if not isinstance(spec, dict) or "preset" not in spec or set(spec) - set(keys):
         raise ConfigError(where, f"{spec!r}; allowed keys: {', '.join(keys)} (preset required)")
     config = build_run_config(str(spec["preset"]), values=values)
@@ -83,8 +81,9 @@ def _matched(label: str, spec: Any, values: dict[str, Any], own: dict[str, Any])
     from harness.models.matching import match_dense
 
     where = f"arms.{label}.match"
+    if isinstance(spec, dict):  # YAML 1.1 reads the key `on` as True
+        spec = {("on" if key is True else key): value for key, value in spec.items()}
     target = _target(where, spec, ("preset", "on"), values)
-    spec = {("on" if key is True else key): value for key, value in spec.items()}
     on = spec.get("on", "params")
     if on not in STUDY_MATCHES:
         raise ConfigError(f"{where}.on", f"{on!r}; allowed: {', '.join(STUDY_MATCHES)} "

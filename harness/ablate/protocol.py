@@ -20,7 +20,7 @@ phase needs of the one before it is read from the storage, so every worker deriv
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +194,6 @@ def _description(protocol: Protocol, kind: str, sweeps: list[Sweep]) -> str:
 
 def _drop_none(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None}
-
-
-def with_sweeps(study: Study, sweeps: list[Sweep]) -> Study:
-    """The compare study carrying its arms' sweeps, for the report (not part of its digest)."""
-    return replace(study, sweeps=tuple(sweeps))
 
 
 def load(path: Path | str, seeds: tuple[int, ...] | None = None) -> Study | Protocol:

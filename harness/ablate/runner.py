@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.ablate.attrs import CELL, REASON, RUN_ID, SURPLUS
 from harness.ablate.cells import Cell, cells, total_cells
-from harness.ablate.protocol import Protocol, Sweep, next_values, sweeps_of, with_sweeps
+from harness.ablate.protocol import Protocol, Sweep, next_values, sweeps_of
 from harness.ablate.retry import retry_unfinished
 from harness.ablate.storage import (
     PARENT_RUN,
@@ -166,7 +166,7 @@ def run_protocol(protocol: Protocol, settings: Settings) -> list[tuple[Study, li
             round_ += 1
         sweeps += arm_sweeps
     for study in protocol.compare_studies(sweeps):
-        study = with_sweeps(study, sweeps)
+        study = replace(study, sweeps=tuple(sweeps))  # for the report (not in its digest)
         phases.append((study, run_study(study, settings)))
     return phases
 

@@ -36,7 +36,7 @@ import yaml
 
 from harness.ablate.arms import Arm, parse_arms
 from harness.errors import ConfigError
-from harness.runs.config import SECTIONS, RunConfig, build_run_config, parse_value
+from harness.runs.config import SECTIONS, RunConfig, build_run_config
 from harness.runs.records import OBJECTIVES
 from harness.validate import check_choice, check_int, check_number
 
@@ -275,8 +275,7 @@ def _axis_values(key: str, values: Any) -> tuple[Any, ...]:
         raise ConfigError("axes.train.seed", "seeds are their own key; allowed: seeds: [0, 1]")
     if not isinstance(values, list) or not values:
         raise ConfigError(f"axes.{key}", f"{values!r}; allowed: a non-empty list of values")
-    values = [float(v) if isinstance(v, str) and _UNSIGNED_EXPONENT.match(v) else v
-              for v in values]
+    values = [_number(v) for v in values]
     for value in values:
         if not (value is None or isinstance(value, str | int | float | bool)):
             raise ConfigError(f"axes.{key}", f"{value!r}; allowed: numbers, strings, booleans")
@@ -353,11 +352,14 @@ def _budget(raw: Any, preset: str, overrides: tuple[tuple[str, Any], ...]) -> _B
     return _Budget("steps", None, steps, min(val_every, steps), 0)
 
 
+def _number(value: Any) -> Any:
+    """1.0e12 as YAML 1.1 leaves it, a string (its exponent has no sign), as the number meant."""
+    return float(value) if isinstance(value, str) and _UNSIGNED_EXPONENT.match(value) else value
+
+
 def _resource_budget(kind: str, raw: dict[str, Any]) -> _Budget:
     """FLOPs or seconds, the same for every cell: each cell's step count follows from it."""
-    amount = raw[kind]
-    if isinstance(amount, str):  # YAML 1.1 reads 3e12 (no dot) as a string
-        amount = parse_value(amount)
+    amount = _number(raw[kind])
     check_number(f"budget.{kind}", amount, positive=True)
     if kind == "flops":
         if "val_every" in raw:

@@ -13,7 +13,6 @@ ends at the pace so far, so the last step is taken at the floor (the first, at t
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -23,15 +22,7 @@ import torch
 from harness.runs import records
 from harness.runs.budget import flops_per_step
 from harness.runs.config import RunConfig
-
-
-def lr_factor_at(progress: float, warmup_fraction: float, min_ratio: float) -> float:
-    """Pythia's schedule over a share of a budget in [0, 1]: linear warm-up to 1 over the first
-    `warmup_fraction`, then cosine decay to `min_ratio` at 1."""
-    if progress < warmup_fraction:
-        return progress / warmup_fraction
-    rest = min(1.0, (progress - warmup_fraction) / max(1e-12, 1 - warmup_fraction))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * rest))
+from harness.train.module import lr_factor_at
 
 
 class BudgetClock(pl.Callback):

@@ -102,5 +102,18 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up to 1, then cosine decay to min_ratio at `total` (Pythia's schedule)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return _cosine(min(1.0, (step - warmup) / max(1, total - warmup)), min_ratio)
+
+
+def lr_factor_at(progress: float, warmup_fraction: float, min_ratio: float) -> float:
+    """The same schedule over a share of a budget in [0, 1] (a seconds budget, train/budget.py):
+    linear warm-up to 1 over the first `warmup_fraction`, then cosine decay to `min_ratio`."""
+    if progress < warmup_fraction:
+        return progress / warmup_fraction
+    return _cosine(min(1.0, (progress - warmup_fraction) / max(1e-12, 1 - warmup_fraction)),
+                   min_ratio)
+
+
+def _cosine(progress: float, min_ratio: float) -> float:
+    """Cosine decay from 1 at progress 0 to min_ratio at 1."""
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
