@@ -173,11 +173,98 @@ def test_language_model_of_each_kind_and_attention_trains(kind, attention):
 
 
 def test_linformer_memory_at_a_cpu_context():
-    # T = 256, k = 64, d = 128 (the nano shape): the prefix projections are (B, H, T, k, hs)
+    # T = 256, k = 64, d = 128 (the nano shape): one (k, hs) projection per chunk, not position
     cfg = preset("dense-nano", n_layer=1, attention="linformer", attention_features=64)
     model = build_model(cfg)
     model(torch.randint(0, cfg.vocab_size, (2, 256))).logsumexp(-1).mean().backward()
     assert model.blocks[0].attn.proj_k.grad.shape == (64, 256)
+
+
+# --- the chunkwise form against the per-position prefix form it replaced ---------------------
+
+def prefix_linear_attention(phi_q, phi_k, v, eps):
+    """The kernelised causal attention as it ran before chunking: a state per position."""
+    states = torch.einsum("bhtf,bhte->bhtfe", phi_k, v).cumsum(2)  # S_t: (B, H, T, f, hs)
+    numerator = torch.einsum("bhtf,bhtfe->bhte", phi_q, states)
+    denominator = torch.einsum("bhtf,bhtf->bht", phi_q, phi_k.cumsum(2))
+    return numerator / denominator.clamp_min(eps).unsqueeze(-1)
+
+
+def prefix_linformer(module, q, k, v):
+    """LinformerAttention.attend as it ran before chunking: (B, H, T, k, hs) projections."""
+    seq = q.size(-2)
+    keys = torch.einsum("it,bhtd->bhtid", module.proj_k[:, :seq], k).cumsum(2)
+    values = torch.einsum("it,bhtd->bhtid", module.proj_v[:, :seq], v).cumsum(2)
+    scores = torch.einsum("bhtd,bhtid->bhti", q, keys)
+    weights = (scores * module.score_scale[:seq].to(scores.dtype)).softmax(dim=-1)
+    out = torch.einsum("bhti,bhtid->bhtd", weights, values)
+    return out * module.value_scale[:seq].to(out.dtype)
+
+
+def prefix_form(attention, module, q, k, v):
+    if attention == "linformer":
+        return prefix_linformer(module, q, k, v)
+    if attention == "cosformer":
+        return prefix_linear_attention(module.features(q), module.features(k), v, COSFORMER_EPS)
+    # Performer's features, as attend computes them (no redraw: eval mode)
+    features, bound = module.features.double(), module.feature_bound.double()
+    half_square = (k * k).sum(-1, keepdim=True) * (0.5 / math.sqrt(q.size(-1)))
+    keys = (torch.einsum("bhtd,md->bhtm", k, features) - bound - half_square).exp()
+    logits = torch.einsum("bhtd,md->bhtm", q, features) + bound
+    queries = (logits - logits.amax(-1, keepdim=True).detach()).exp()
+    return prefix_linear_attention(queries, keys, v, torch.finfo(v.dtype).tiny)
+
+
+@pytest.mark.parametrize("attention", ["linformer", "cosformer", "performer"])
+@pytest.mark.parametrize("seq, chunk", [(1, 4), (7, 1), (7, 3), (16, 4), (16, 16), (37, 8),
+                                        (37, 64), (40, 5)])
+def test_chunkwise_form_equals_the_prefix_form_in_values_and_gradients(attention, seq, chunk):
+    # lengths that are and are not a multiple of the chunk, one chunk, one position per chunk
+    cfg = small_config(attention, context_length=40, attention_chunk=chunk, d_model=2 * 6,
+                       attention_features=5)
+    torch.manual_seed(seq)
+    module = build_attention(cfg).double().eval()
+    q, k, v = heads(seed=seq, shape=(2, 2, seq, 6))
+    chunked = module.attend(q, k, v)
+    assert chunked.shape == (2, 2, seq, 6)
+    params = list(module.parameters())
+    weights = torch.randn(chunked.shape, dtype=torch.float64)
+    chunked_grads = torch.autograd.grad((chunked * weights).sum(), [q, k, v, *params])
+    prefix = prefix_form(attention, module, q, k, v)
+    prefix_grads = torch.autograd.grad((prefix * weights).sum(), [q, k, v, *params])
+    close = dict(rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(chunked, prefix, **close)
+    for chunked_grad, prefix_grad in zip(chunked_grads, prefix_grads, strict=True):
+        torch.testing.assert_close(chunked_grad, prefix_grad, **close)
+
+
+@pytest.mark.parametrize("attention", ["linformer", "cosformer", "performer"])
+def test_chunk_length_changes_nothing_but_rounding_in_fp32(attention):
+    q, k, v = (t.detach().float() for t in heads(seed=3, shape=(1, 2, 50, 6)))
+    outs = []
+    for chunk in (1, 7, 16, 64):
+        cfg = small_config(attention, context_length=50, attention_chunk=chunk, d_model=12)
+        torch.manual_seed(0)
+        outs.append(build_attention(cfg).eval().attend(q, k, v))
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_linear_attention_holds_a_state_per_chunk_not_per_position():
+    # the saved tensors of autograd: at T = 512 and chunk 64, nothing of T x f x hs is kept
+    cfg = small_config("cosformer", context_length=512, d_model=2 * 32, n_head=2)
+    module = build_attention(cfg)
+    q, k, v = (torch.randn(1, 2, 512, 32, requires_grad=True) for _ in range(3))
+    largest = []
+
+    def pack(tensor):
+        largest.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module.attend(q, k, v).sum().backward()
+    per_position_state = 2 * 512 * (2 * 32) * 32  # (B, H, T, f, hs) as the prefix form held it
+    assert max(largest) * 8 <= per_position_state
 
 
 # --- softmax, the default, is unchanged ----------------------------------------------------
@@ -300,6 +387,7 @@ def test_attention_features_defaults_follow_each_paper():
     (dict(attention="linformer", attention_features=4096), "attention_features", "1..2048"),
     (dict(feature_redraw=-1), "feature_redraw", "integers >= 0"),
     (dict(feature_redraw=True), "feature_redraw", "integers >= 0"),
+    (dict(attention_chunk=0), "attention_chunk", "integers >= 1"),
 ])
 def test_bad_attention_values_name_the_field_and_the_allowed_values(changes, field, allowed):
     with pytest.raises(ConfigError) as error:

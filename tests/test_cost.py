@@ -145,11 +145,18 @@ def test_efficient_attention_formulas_on_pythia_410m():
     cfg = preset("pythia-410m")
     d, h, hs = cfg.d_model, cfg.n_head, cfg.head_dim
     k, m = 256, 266  # Linformer's k = 2048 // 8, Performer's m = hs ln hs (the defaults)
+    c = cfg.attention_chunk  # 64: S = 2048 is 32 chunks, whose first 31 carry a state forward
+
+    def kernel(f: int) -> int:  # per head: within chunks, chunk states, their read-out
+        e = hs + 1  # the values' ones column gives the denominator
+        return h * (S * c * (f + e) + (S - c) * f * e + S * f * e)
+
     expected = {
         "softmax": 2 * S * S * d,
-        "linformer": 4 * S * k * d,  # E K, F V, scores, weighted sum
-        "cosformer": 2 * S * h * (2 * hs) * hs + S * h * 2 * hs,  # phi(K)^T V, read-out, z
-        "performer": 4 * S * m * d + S * h * m,  # + the random-feature projections of Q and K
+        # E K, F V per chunk; their read-outs; q k^T, x E, w F, x V inside the chunks
+        "linformer": 2 * (S - c) * k * d + 2 * S * k * d + 2 * S * c * (d + h * k),
+        "cosformer": kernel(2 * hs),
+        "performer": kernel(m) + 2 * S * m * d,  # + the random-feature projections of Q and K
     }
     for attention, flops in expected.items():
         report = flops_report("pythia-410m", S, attention=attention)
@@ -162,10 +169,20 @@ def test_efficient_attention_formulas_on_pythia_410m():
 
 @pytest.mark.parametrize("attention", ["linformer", "cosformer", "performer"])
 def test_efficient_attention_is_linear_in_the_sequence(attention):
-    cfg = preset("memoryformer-nano", attention=attention, attention_features=16)
-    per_token = [flops_per_token(cfg, s, elementwise=True) for s in (16, 17, 200)]
-    assert per_token[0] == per_token[1] == per_token[2]  # softmax adds 2 s d per token
-    one, three = block_cost(cfg, 16), block_cost(cfg, 16, batch=3)
+    cfg = preset("memoryformer-nano", attention=attention, attention_features=16,
+                 attention_chunk=16)
+    def added_by_chunk(seq: int) -> int:  # what one more chunk of 16 positions adds
+        return block_cost(cfg, seq + 16).attention - block_cost(cfg, seq).attention
+
+    # every chunk adds the same work, wherever it is; softmax's grows with the position
+    assert added_by_chunk(16) == added_by_chunk(32) == added_by_chunk(400) > 0
+    softmax = cfg.replace(attention="softmax")
+    assert (block_cost(softmax, 416).attention - block_cost(softmax, 400).attention
+            > 5 * added_by_chunk(400))
+    # a sequence is padded to whole chunks, and the padding is counted: it is computed
+    if attention != "performer":  # (Performer's feature projections run on the real rows)
+        assert block_cost(cfg, 17).attention == block_cost(cfg, 32).attention
+    one, three = block_cost(cfg, 40), block_cost(cfg, 40, batch=3)
     assert (three.attention, three.elementwise) == (3 * one.attention, 3 * one.elementwise)
 
 

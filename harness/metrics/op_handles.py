@@ -129,10 +129,10 @@ def per_input(key: str) -> Handle:
 
 
 # exp and relu are the feature maps of Performer and cosFormer; clamp_min guards their
-# denominators. cumsum is a prefix sum over positions, one add per output value: in linear
-# attention it follows an outer product (einsum, matrix-like) whose products it accumulates, so
-# a causal contraction sum_{j<=t} a_j b_j^T counts as its multiply-adds (matrix-like) plus the
-# scan's adds (elementwise), as our prefix-sum form runs it. remainder is the n-gram hash's mod
+# denominators. cumsum is a prefix sum, one add per output value: in linear attention it adds up
+# the chunks' states (each an einsum over a chunk, matrix-like), so a causal contraction
+# sum_{j<=t} a_j b_j^T counts as its multiply-adds (matrix-like) plus the scan's adds over chunks
+# (elementwise), as the chunkwise form runs it. remainder is the n-gram hash's mod
 # (integer ops count like float ones: one per output value).
 ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "neg", "abs", "ge", "sigmoid", "gelu", "exp",
                    "relu", "clamp_min", "cumsum", "remainder")
@@ -160,8 +160,11 @@ ZERO_COST = frozenset({
     "aten::slice", "aten::select", "aten::narrow", "aten::split", "aten::split_with_sizes",
     "aten::chunk", "aten::unbind", "aten::index_select", "aten::gather", "aten::index",
     "aten::embedding", "aten::roll",
+    # the causal mask inside a linear attention's chunk is a select, as SDPA's is
+    "aten::tril",
     # copies, casts, creation
     "aten::cat", "aten::stack", "aten::to", "aten::type_as", "aten::detach", "aten::arange",
+    "aten::pad",  # a copy into zeros (chunk padding) or beside a constant (the ones column)
     # shape and scalar plumbing of the trace
     "aten::size", "aten::numel", "aten::Int", "aten::ScalarImplicit",
 })

@@ -55,6 +55,7 @@ class CausalAttention(nn.Module):
         self.head_dim = config.head_dim
         self.rotary = Rotary(config.head_dim, config.rotary_pct, config.rotary_base,
                              config.context_length)
+        self.chunk = config.attention_chunk  # the linear attentions' chunk length
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q, k, v (B, T, d) -> (B, T, d), causal: output t reads inputs 0..t only."""
@@ -78,15 +79,43 @@ class SoftmaxAttention(CausalAttention):
 
 
 def causal_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor,
-                            eps: float) -> torch.Tensor:
-    """Kernelised causal attention by prefix sums, linear in T (cosFormer, Performer).
+                            eps: float, chunk: int) -> torch.Tensor:
+    """Kernelised causal attention in chunkwise-parallel form, linear in T (cosFormer, Performer).
 
     out_t = phi(q_t)^T S_t / max(phi(q_t)^T z_t, eps), S_t = sum_{j<=t} phi(k_j) v_j^T and
-    z_t = sum_{j<=t} phi(k_j): the prefix (cumsum over positions) is what keeps it causal.
+    z_t = sum_{j<=t} phi(k_j). The sequence is cut into chunks of `chunk` positions: inside a
+    chunk the masked (chunk, chunk) scores phi(q)^T phi(k) weight the values directly (quadratic,
+    but only in the chunk); across chunks each chunk's sum of phi(k_j) [v_j, 1]^T is added up
+    (a prefix sum over chunks) and read by the queries of the chunks after it. So the state is
+    held once per chunk, (B, H, T / chunk, f, hs + 1), not once per position, and every step is
+    a batched matrix product. A column of ones beside v makes z_t the state's last column.
+    The padding to a whole number of chunks is zero features, which add nothing to any sum.
 
     phi_q, phi_k (B, H, T, f) non-negative features; v (B, H, T, hs) -> (B, H, T, hs).
     """
-    states = torch.einsum("bhtf,bhte->bhtfe", phi_k, v).cumsum(2)  # S_t: (B, H, T, f, hs)
-    numerator = torch.einsum("bhtf,bhtfe->bhte", phi_q, states)  # (B, H, T, hs)
-    denominator = torch.einsum("bhtf,bhtf->bht", phi_q, phi_k.cumsum(2))  # (B, H, T)
-    return numerator / denominator.clamp_min(eps).unsqueeze(-1)
+    batch, heads, seq, f = phi_q.shape
+    size, pad = chunk_layout(seq, chunk)
+    ones = F.pad(v, (0, 1), value=1.0)  # (B, H, T, hs + 1): the last column sums the weights
+    if pad:
+        phi_q, phi_k, ones = (F.pad(x, (0, 0, 0, pad)) for x in (phi_q, phi_k, ones))
+    q = phi_q.reshape(batch, heads, -1, size, f)  # (B, H, n, C, f): n chunks of C
+    k = phi_k.reshape(batch, heads, -1, size, f)
+    values = ones.reshape(batch, heads, -1, size, ones.size(-1))  # (B, H, n, C, hs + 1)
+    scores = torch.einsum("bhncf,bhnmf->bhncm", q, k).tril()  # (B, H, n, C, C), j <= t only
+    within = torch.einsum("bhncm,bhnme->bhnce", scores, values)
+    # state before chunk n: the chunks 0..n-1 summed (the last chunk's own sum is never read)
+    sums = torch.einsum("bhncf,bhnce->bhnfe", k[:, :, :-1], values[:, :, :-1]).cumsum(2)
+    before = F.pad(sums, (0, 0, 0, 0, 1, 0))  # (B, H, n, f, hs + 1), zero before chunk 0
+    across = torch.einsum("bhncf,bhnfe->bhnce", q, before)
+    out = (within + across).flatten(2, 3)[:, :, :seq]  # (B, H, T, hs + 1)
+    return out[..., :-1] / out[..., -1:].clamp_min(eps)
+
+
+def chunk_layout(seq: int, chunk: int) -> tuple[int, int]:
+    """(chunk length, padding) of a sequence of `seq` positions: a sequence no longer than one
+    chunk is a single chunk of its own length (no padding); otherwise the last chunk is padded.
+    Python ints: under a trace (FLOP counting) the sizes are traced values, and their arithmetic
+    would be recorded as tensor ops."""
+    seq = int(seq)
+    size = min(chunk, seq)
+    return size, -seq % size

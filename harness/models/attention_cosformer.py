@@ -5,9 +5,11 @@
 
 cos(a_i - a_j) = cos a_i cos a_j + sin a_i sin a_j with a_i = pi/2 i / M splits the weight into
 a feature of i and one of j: phi(x)_i = [relu(x_i) cos a_i, relu(x_i) sin a_i] (2 hs values), so
-s(i, j) = phi(q)_i^T phi(k)_j and the causal sums are prefix sums over j
+s(i, j) = phi(q)_i^T phi(k)_j and the causal sums are running sums over j
 (`attention.causal_linear_attention`). M = context_length: the longest distance i - j is M - 1,
 so every weight lies in (0, 1] and decays with distance (the paper's locality bias).
+The sums run chunk by chunk (`attention.causal_linear_attention`), cos and sin being per-position
+factors of the features, so the chunks change nothing in the maths.
 eps = 1e-6 as in the paper's code (a query whose features are all zero gets a zero output).
 """
 
@@ -38,4 +40,4 @@ class CosformerAttention(CausalAttention):
         return torch.cat([positive * cos, positive * sin], dim=-1)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return causal_linear_attention(self.features(q), self.features(k), v, EPS)
+        return causal_linear_attention(self.features(q), self.features(k), v, EPS, self.chunk)

@@ -2,8 +2,8 @@
 
 softmax's kernel is an expectation over w ~ N(0, I): exp(q^T k / sqrt(hs)) = E_w[phi(q) phi(k)],
 phi(x) = exp(w^T x - |x|^2 / 2) with x = q / hs^(1/4) (k likewise). m features w_1..w_m estimate
-it, and the causal sums become prefix sums over positions (`attention.causal_linear_attention`),
-linear in T.
+it, and the causal sums are carried chunk to chunk (`attention.causal_linear_attention`), linear in
+T.
 
 - Features: blocks of hs orthonormal directions (QR of a Gaussian matrix, with the signs fixed
   so that each direction is uniform: performer-pytorch's `qr_uniform_q`, off by default there,
@@ -98,7 +98,7 @@ class PerformerAttention(CausalAttention):
         query_logits = torch.einsum("bhtd,md->bhtm", q, features) + bound
         query_logits = query_logits - query_logits.amax(-1, keepdim=True).detach()
         eps = torch.finfo(v.dtype).tiny  # guards only an all-underflow 0/0
-        return causal_linear_attention(query_logits.exp(), key_logits.exp(), v, eps)
+        return causal_linear_attention(query_logits.exp(), key_logits.exp(), v, eps, self.chunk)
 
     def get_extra_state(self) -> Any:
         return torch.tensor([self.calls, self.draw])

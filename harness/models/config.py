@@ -82,6 +82,10 @@ class ModelConfig(ConfigFields):
     # Performer: redraw the random features every this many training forward calls (0 = never);
     # 1000 is the reference FAVOR+ implementation's interval (performer-pytorch).
     feature_redraw: int = 1000
+    # Linformer, cosFormer and Performer run chunkwise: quadratic inside a chunk of this many
+    # positions, a state carried between chunks (harness.models.attention). The chunk length
+    # changes speed and the FLOP count, not the maths (equal up to float rounding).
+    attention_chunk: int = 64
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -139,7 +143,7 @@ def _validate(cfg: ModelConfig) -> None:
     check_choice("ffn_activation", cfg.ffn_activation, FFN_ACTIVATIONS)
     check_choice("attention", cfg.attention, ATTENTIONS)
     for name in ("vocab_size", "context_length", "n_layer", "d_model", "n_head", "chunk_size",
-                 "mlp_ratio"):
+                 "mlp_ratio", "attention_chunk"):
         check_int(name, getattr(cfg, name), minimum=1)
     check_int("expansion_bits", cfg.expansion_bits, minimum=0)
     check_int("hash_seed", cfg.hash_seed, minimum=0)

@@ -9,11 +9,13 @@ paper count (SPEC section 5). Two figures are kept apart:
   s x s score matrix, causal or not, as the paper counts 2 s^2 d), the memory layers' weighted row
   sums (one per gathered value, Eq. 11) and SimHash's +-1 combinations when b != c (c * b per table
   and token, counted as the multiply-adds of the einsum that computes them). The efficient
-  attentions of Table 2 count their contractions the same way: Linformer's E K and F V, the
-  linear attentions' phi(K)^T V and phi(K)^T 1, their read-outs by the queries, and Performer's
-  random-feature projections w^T x. A causal contraction sum_{j<=t} a_j b_j^T runs as an outer
-  product (an einsum: its multiply-adds, matrix-like) and a prefix sum over positions (cumsum:
-  one add per value, elementwise), so it is linear in s where softmax's 2 s^2 d is quadratic.
+  attentions of Table 2 count their contractions the same way, as their chunkwise form runs them
+  (`harness.models.attention`): inside each chunk of C positions the (C, C) scores and their
+  weighted values, quadratic in C like softmax's full matrix; across chunks one state per chunk
+  (a product summed over the chunk's positions, then a prefix sum over chunks, elementwise) and
+  its read-out by the queries; Linformer's E K and F V likewise, and Performer's random-feature
+  projections w^T x. So they grow like s C and s f hs where softmax's 2 s^2 d grows like s^2.
+  A sequence is padded to a whole number of chunks and the padding is counted: it is computed.
 - `elementwise`: everything else that computes, one FLOP per output value of each elementwise op,
   transcendental or not (add, mul, div, neg, abs, compare, sigmoid, gelu, exp, relu, clamp,
   cumsum; biases and residuals), one per input value of a reduction (sum, prod, amax),
@@ -104,42 +106,75 @@ def attention_cost(config: ModelConfig, seq_len: int, batch: int) -> tuple[int, 
     rotary = 2 * batch * seq_len * config.n_head * (rot // 2 + 3 * rot)
     kinds = {"softmax": _softmax, "linformer": _linformer, "cosformer": _cosformer,
              "performer": _performer}
-    rows, hs = batch * config.n_head * seq_len, config.head_dim  # rows: (B, H, T) query rows
-    matrix, elementwise = kinds[config.attention](config, rows, seq_len, hs)
+    chunks = Chunks.of(config, seq_len, batch)
+    matrix, elementwise = kinds[config.attention](config, chunks, config.head_dim)
     return matrix, elementwise + rotary
 
 
-def _softmax(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
-    scores = rows * seq_len  # (B, H, T, T), the full matrix as the paper counts it
+def _softmax(config: ModelConfig, chunks: Chunks, hs: int) -> tuple[int, int]:
+    scores = chunks.rows * chunks.seq  # (B, H, T, T), the full matrix as the paper counts it
     return 2 * scores * hs, scores * SOFTMAX_PER_SCORE  # QK^T and AV
 
 
-def _linformer(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
-    k = config.resolved_attention_features
-    # E K and F V (outer products, then their prefix sums), scores q Kc^T, weighted sum of Vc
-    matrix = 4 * rows * k * hs
-    # the two prefix sums; scale and softmax of the k scores; the output's prefix scale
-    return matrix, 2 * rows * k * hs + rows * k * SOFTMAX_PER_SCORE + rows * hs
+@dataclass(frozen=True)
+class Chunks:
+    """The chunk layout of the linear attentions over (B, H) heads of seq positions."""
+
+    heads: int  # B x H
+    seq: int
+    size: int  # C: positions per chunk (the whole sequence when it is shorter)
+    padded: int  # seq rounded up to a multiple of C
+
+    @classmethod
+    def of(cls, config: ModelConfig, seq_len: int, batch: int) -> Chunks:
+        size = min(config.attention_chunk, seq_len)
+        return cls(batch * config.n_head, seq_len, size, seq_len + -seq_len % size)
+
+    @property
+    def rows(self) -> int:  # query rows, (B, H, T)
+        return self.heads * self.seq
+
+    @property
+    def padded_rows(self) -> int:  # (B, H, n, C)
+        return self.heads * self.padded
+
+    @property
+    def state_rows(self) -> int:  # rows of the chunks 0..n-2, whose sums are carried forward
+        return self.heads * (self.padded - self.size)
 
 
-def linear_attention_cost(rows: int, features: int, hs: int) -> tuple[int, int]:
-    """`attention.causal_linear_attention` with f features: S_t, its read-out and z_t."""
-    f = features
-    # phi(k) v^T outer products, phi(q)^T S_t, phi(q)^T z_t
-    matrix = 2 * rows * f * hs + rows * f
-    # prefix sums of phi(k) v^T and of phi(k), clamp_min and divide
-    return matrix, rows * f * hs + rows * f + rows + rows * hs
+def _linformer(config: ModelConfig, chunks: Chunks, hs: int) -> tuple[int, int]:
+    k, c, rows = config.resolved_attention_features, chunks.size, chunks.padded_rows
+    # E K and F V summed per chunk; their read-outs by q and by the softmax weights; inside a
+    # chunk q k^T, its product with E, the weights' product with F and that with V
+    matrix = 2 * chunks.state_rows * k * hs + 2 * rows * k * hs + 2 * rows * c * (hs + k)
+    # the two prefix sums over chunks; the query's scale and the output's; across + within for
+    # the k scores and the hs outputs; softmax of the k scores
+    elementwise = (2 * (chunks.state_rows // c) * k * hs + 2 * chunks.rows * hs
+                   + rows * (k + hs) + rows * k * SOFTMAX_PER_VALUE)
+    return matrix, elementwise
 
 
-def _cosformer(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
-    matrix, elementwise = linear_attention_cost(rows, 2 * hs, hs)
+def linear_attention_cost(chunks: Chunks, features: int, hs: int) -> tuple[int, int]:
+    """`attention.causal_linear_attention` with f features, on values with a ones column."""
+    f, c, e, rows = features, chunks.size, hs + 1, chunks.padded_rows
+    # within a chunk: phi(q) phi(k)^T and its weighted values; each chunk's phi(k)^T [v, 1]
+    # (the last chunk's is never read); the queries' read-out of the state before their chunk
+    matrix = rows * c * (f + e) + chunks.state_rows * f * e + rows * f * e
+    # prefix sum of the chunk states; within + across; clamp_min and divide
+    elementwise = (chunks.state_rows // c) * f * e + rows * e + chunks.rows * (1 + hs)
+    return matrix, elementwise
+
+
+def _cosformer(config: ModelConfig, chunks: Chunks, hs: int) -> tuple[int, int]:
+    matrix, elementwise = linear_attention_cost(chunks, 2 * hs, hs)
     # per Q and K: relu, times cos and times sin
-    return matrix, elementwise + 2 * 3 * rows * hs
+    return matrix, elementwise + 2 * 3 * chunks.rows * hs
 
 
-def _performer(config: ModelConfig, rows: int, seq_len: int, hs: int) -> tuple[int, int]:
-    m = config.resolved_attention_features
-    matrix, elementwise = linear_attention_cost(rows, m, hs)
+def _performer(config: ModelConfig, chunks: Chunks, hs: int) -> tuple[int, int]:
+    m, rows = config.resolved_attention_features, chunks.rows
+    matrix, elementwise = linear_attention_cost(chunks, m, hs)
     matrix += 2 * rows * m * hs  # w^T x of Q and K, the random feature projections
     # keys: k * k, its sum, scaled by 1/(2 sqrt(hs)); minus |w|^2/2 and |x|^2/2; exp
     keys = 2 * rows * hs + rows + 3 * rows * m
