@@ -19,8 +19,10 @@ How it runs: chunkwise, so that nothing is held per position. With the sequence 
 of C positions, query t in chunk n reads the projections of the chunks before n, one (k, hs)
 state per chunk (a prefix sum over chunks), plus its own chunk's keys j <= t directly:
 
-    q_t Kc_t^T ~ q_t P_n^T + sum_{j in n, j<=t} (q_t k_j) E[:, j]     P_n = sum_{j<chunk n} E[:, j] k_j^T
-    out_t ~ w_t Q_n + sum_{j in n, j<=t} (w_t F[:, j]) v_j          Q_n likewise with F and v
+    q_t Kc_t^T ~ q_t P_n^T + sum_{j in n, j<=t} (q_t k_j) E[:, j]
+    out_t ~ w_t R_n + sum_{j in n, j<=t} (w_t F[:, j]) v_j
+
+with P_n = sum_{j before chunk n} E[:, j] k_j^T and R_n likewise with F and v
 
 (up to the sqrt(k / (t+1)) scales), where w_t are the softmax weights of the k scores. Both are
 the published sums regrouped: 4 T k hs multiply-adds per head for the projections and their
