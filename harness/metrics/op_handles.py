@@ -129,11 +129,11 @@ def per_input(key: str) -> Handle:
 
 
 # exp and relu are the feature maps of Performer and cosFormer; clamp_min guards their
-# denominators. cumsum is a prefix sum, one add per output value: in linear attention it adds up
-# the chunks' states (each an einsum over a chunk, matrix-like), so a causal contraction
-# sum_{j<=t} a_j b_j^T counts as its multiply-adds (matrix-like) plus the scan's adds over chunks
-# (elementwise), as the chunkwise form runs it. remainder is the n-gram hash's mod
-# (integer ops count like float ones: one per output value).
+# denominators. cumsum is a prefix sum, one add per output value. In linear attention the chunks'
+# states (each an einsum over a chunk, matrix-like) are added up chunk after chunk (adds), so a
+# causal contraction sum_{j<=t} a_j b_j^T counts as its multiply-adds (matrix-like) plus the
+# adds that carry it across chunks (elementwise), as the chunkwise form runs it. remainder is
+# the n-gram hash's mod (integer ops count like float ones: one per output value).
 ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "neg", "abs", "ge", "sigmoid", "gelu", "exp",
                    "relu", "clamp_min", "cumsum", "remainder")
 REDUCTION_OPS = ("sum", "prod", "amax")
@@ -165,6 +165,7 @@ ZERO_COST = frozenset({
     # copies, casts, creation
     "aten::cat", "aten::stack", "aten::to", "aten::type_as", "aten::detach", "aten::arange",
     "aten::pad",  # a copy into zeros (chunk padding) or beside a constant (the ones column)
+    "aten::new_zeros", "aten::zeros_like",
     # shape and scalar plumbing of the trace
     "aten::size", "aten::numel", "aten::Int", "aten::ScalarImplicit",
 })

@@ -104,11 +104,26 @@ def causal_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.T
     scores = torch.einsum("bhncf,bhnmf->bhncm", q, k).tril()  # (B, H, n, C, C), j <= t only
     within = torch.einsum("bhncm,bhnme->bhnce", scores, values)
     # state before chunk n: the chunks 0..n-1 summed (the last chunk's own sum is never read)
-    sums = torch.einsum("bhncf,bhnce->bhnfe", k[:, :, :-1], values[:, :, :-1]).cumsum(2)
-    before = F.pad(sums, (0, 0, 0, 0, 1, 0))  # (B, H, n, f, hs + 1), zero before chunk 0
+    sums = torch.einsum("bhncf,bhnce->bhnfe", k[:, :, :-1], values[:, :, :-1])
+    before = sums_before(sums)  # (B, H, n, f, hs + 1), zero before chunk 0
     across = torch.einsum("bhncf,bhnfe->bhnce", q, before)
     out = (within + across).flatten(2, 3)[:, :, :seq]  # (B, H, T, hs + 1)
     return out[..., :-1] / out[..., -1:].clamp_min(eps)
+
+
+def sums_before(sums: torch.Tensor) -> torch.Tensor:
+    """Per-chunk sums (B, H, n-1, ...) of chunks 0..n-2 -> the sum of the chunks before each
+    chunk, (B, H, n, ...), zero before chunk 0: the state carried from chunk to chunk.
+
+    A loop of adds over the chunks: torch's cumsum along this middle dimension, with its
+    backward, ran 4-7x slower on the (B, H, n, f, hs) states of a 2048-4096 context here.
+    """
+    total = sums.new_zeros(sums.shape[:2] + sums.shape[3:])
+    carried = [total]
+    for chunk in sums.unbind(2):
+        total = chunk if total is carried[0] else total + chunk
+        carried.append(total)
+    return torch.stack(carried, dim=2)
 
 
 def chunk_layout(seq: int, chunk: int) -> tuple[int, int]:

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.attention import CausalAttention, chunk_layout
+from harness.models.attention import CausalAttention, chunk_layout, sums_before
 from harness.models.config import ModelConfig
 
 
@@ -72,20 +72,14 @@ class LinformerAttention(CausalAttention):
         proj_k, proj_v = (F.pad(p[:, :seq], (0, pad)).t().reshape(-1, size, p.size(0))
                           for p in (self.proj_k, self.proj_v))
         q, k, v = (F.pad(t, (0, 0, 0, pad)).reshape(batch, heads, -1, size, hs) for t in (q, k, v))
-        keys = self.before(torch.einsum("nci,bhncd->bhnid", proj_k[:-1], k[:, :, :-1]))
+        keys = sums_before(torch.einsum("nci,bhncd->bhnid", proj_k[:-1], k[:, :, :-1]))
         scores = (torch.einsum("bhncd,bhnid->bhnci", q, keys)  # the chunks before, then this one
                   + torch.einsum("bhncm,nmi->bhnci",
                                  torch.einsum("bhncd,bhnmd->bhncm", q, k).tril(), proj_k))
         weights = scores.softmax(dim=-1)  # (B, H, n, C, k)
-        values = self.before(torch.einsum("nci,bhncd->bhnid", proj_v[:-1], v[:, :, :-1]))
+        values = sums_before(torch.einsum("nci,bhncd->bhnid", proj_v[:-1], v[:, :, :-1]))
         out = (torch.einsum("bhnci,bhnid->bhncd", weights, values)
                + torch.einsum("bhncm,bhnmd->bhncd",
                               torch.einsum("bhnci,nmi->bhncm", weights, proj_v).tril(), v))
         out = out.flatten(2, 3)[:, :, :seq]  # (B, H, T, hs)
         return out * self.value_scale[:seq].to(out.dtype)
-
-    @staticmethod
-    def before(sums: torch.Tensor) -> torch.Tensor:
-        """Per-chunk sums (B, H, n-1, k, hs) of chunks 0..n-2 -> the sum of the chunks before
-        each chunk, (B, H, n, k, hs): zero before chunk 0."""
-        return F.pad(sums.cumsum(2), (0, 0, 0, 0, 1, 0))

@@ -12,7 +12,7 @@ paper count (SPEC section 5). Two figures are kept apart:
   attentions of Table 2 count their contractions the same way, as their chunkwise form runs them
   (`harness.models.attention`): inside each chunk of C positions the (C, C) scores and their
   weighted values, quadratic in C like softmax's full matrix; across chunks one state per chunk
-  (a product summed over the chunk's positions, then a prefix sum over chunks, elementwise) and
+  (a product summed over the chunk's positions, then a running sum over chunks, elementwise) and
   its read-out by the queries; Linformer's E K and F V likewise, and Performer's random-feature
   projections w^T x. So they grow like s C and s f hs where softmax's 2 s^2 d grows like s^2.
   A sequence is padded to a whole number of chunks and the padding is counted: it is computed.
@@ -142,15 +142,19 @@ class Chunks:
     def state_rows(self) -> int:  # rows of the chunks 0..n-2, whose sums are carried forward
         return self.heads * (self.padded - self.size)
 
+    @property
+    def carried(self) -> int:  # adds of one chunk's state to the total so far: chunks 1..n-2
+        return self.heads * max(self.padded // self.size - 2, 0)
+
 
 def _linformer(config: ModelConfig, chunks: Chunks, hs: int) -> tuple[int, int]:
     k, c, rows = config.resolved_attention_features, chunks.size, chunks.padded_rows
     # E K and F V summed per chunk; their read-outs by q and by the softmax weights; inside a
     # chunk q k^T, its product with E, the weights' product with F and that with V
     matrix = 2 * chunks.state_rows * k * hs + 2 * rows * k * hs + 2 * rows * c * (hs + k)
-    # the two prefix sums over chunks; the query's scale and the output's; across + within for
-    # the k scores and the hs outputs; softmax of the k scores
-    elementwise = (2 * (chunks.state_rows // c) * k * hs + 2 * chunks.rows * hs
+    # the two running sums over chunks; the query's scale and the output's; across + within
+    # for the k scores and the hs outputs; softmax of the k scores
+    elementwise = (2 * chunks.carried * k * hs + 2 * chunks.rows * hs
                    + rows * (k + hs) + rows * k * SOFTMAX_PER_VALUE)
     return matrix, elementwise
 
@@ -161,8 +165,8 @@ def linear_attention_cost(chunks: Chunks, features: int, hs: int) -> tuple[int, 
     # within a chunk: phi(q) phi(k)^T and its weighted values; each chunk's phi(k)^T [v, 1]
     # (the last chunk's is never read); the queries' read-out of the state before their chunk
     matrix = rows * c * (f + e) + chunks.state_rows * f * e + rows * f * e
-    # prefix sum of the chunk states; within + across; clamp_min and divide
-    elementwise = (chunks.state_rows // c) * f * e + rows * e + chunks.rows * (1 + hs)
+    # the running sum of the chunk states; within + across; clamp_min and divide
+    elementwise = chunks.carried * f * e + rows * e + chunks.rows * (1 + hs)
     return matrix, elementwise
 
 
