@@ -364,13 +364,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", nargs="+", choices=list(TABLE_STORAGES),
                         default=list(TABLE_STORAGES),
                         help="memory-layer table storages timed with fp32 inputs (forward)")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int,
+                        help="timed repeats of each step (default: 20; 5 with --attention)")
     parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats,
+    if getattr(args, "attention", False):
+        from harness import bench_attention
+
+        return bench_attention.main(args)
+    rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats or 20,
                      chunk_size=args.chunk_size, storages=args.tables)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
           else format_bench(rows))

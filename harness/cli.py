@@ -297,10 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     match.set_defaults(run=_match)
 
     bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "
-                                "machine's memory bandwidth (the roofline)")
+                                "machine's memory bandwidth (the roofline); --attention: every "
+                                "attention against softmax over contexts")
+    from harness import bench_attention
     from harness.bench import add_arguments
 
     add_arguments(bench)
+    bench_attention.add_arguments(bench)
     bench.set_defaults(run=_bench)
 
     train = commands.add_parser("train", help="train one model on real text, tracked in MLflow")

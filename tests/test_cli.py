@@ -68,7 +68,11 @@ def test_flops_takes_model_overrides_such_as_the_attention():
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert (row["attention_kind"], row["attention_features"]) == ("performer", 64)
-    assert row["attention"] == 4 * 2048 * 64 * 1024 + 2048 * 16 * 64
+    # chunkwise (chunk 64, hs 64 + a ones column): within chunks, 31 carried states, read-outs;
+    # plus the random-feature projections of Q and K
+    s, m, e, heads = 2048, 64, 65, 16
+    chunked = heads * (s * 64 * (m + e) + (s - 64) * m * e + s * m * e)
+    assert row["attention"] == chunked + 2 * s * m * 1024
     table = run_harness("flops", "pythia-410m", "--set", "model.attention=cosformer")
     assert table.returncode == 0 and "pythia-410m+cosformer" in table.stdout
     bad = run_harness("flops", "pythia-410m", "--set", "train.seed=1")
