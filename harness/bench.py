@@ -371,10 +371,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if getattr(args, "attention", False):
-        from harness import bench_attention
-
-        return bench_attention.main(args)
     rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats or 20,
                      chunk_size=args.chunk_size, storages=args.tables)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json

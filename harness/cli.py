@@ -152,9 +152,9 @@ def _match(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from harness import bench
+    from harness import bench, bench_attention
 
-    return bench.main(args)
+    return (bench_attention if args.attention else bench).main(args)
 
 
 def _load_study(args: argparse.Namespace):
