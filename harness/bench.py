@@ -365,7 +365,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=list(TABLE_STORAGES),
                         help="memory-layer table storages timed with fp32 inputs (forward)")
     parser.add_argument("--repeats", type=int,
-                        help="timed repeats of each step (default: 20; 5 with --attention)")
+                        help="timed repeats of each step (default: 20; 10 with --attention)")
     parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
 

@@ -196,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = run_attention_bench(args.contexts, repeats=args.repeats or 5,
+    rows = run_attention_bench(args.contexts, repeats=args.repeats or 10,
                                chunk=args.attention_chunk, fixed_k=args.linformer_k)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
           else format_attention_bench(rows))
