@@ -30,6 +30,7 @@ from harness.models.config import ATTENTIONS, ModelConfig
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096)
 WIDTH, HEADS, BATCH = 256, 4, 2  # one Pythia-style block's attention at a CPU width
 LINFORMER_K_CAP = 256  # the Linformer paper's main setting
+REPEATS = 10  # per step: with 5, two runs at context 2048 differed by 15-25%
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def run_attention_bench(
     contexts: Sequence[int] = CONTEXTS,
     attentions: Sequence[str] = ATTENTIONS,
     passes: Sequence[str] = PASSES,
-    repeats: int = 5,
+    repeats: int = REPEATS,
     chunk: int = 64,
     fixed_k: int | None = None,
     width: int = WIDTH,
@@ -196,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = run_attention_bench(args.contexts, repeats=args.repeats or 10,
+    rows = run_attention_bench(args.contexts, repeats=args.repeats or REPEATS,
                                chunk=args.attention_chunk, fixed_k=args.linformer_k)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
           else format_attention_bench(rows))

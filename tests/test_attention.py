@@ -93,22 +93,27 @@ def reference(attention, module, q, k, v):
     return performer_reference(q, k, v, module.features * q.size(-1) ** 0.25)
 
 
+def assert_same_values_and_gradients(fast, slow, inputs, rtol, atol):
+    """fast == slow, and so are their gradients with respect to every input (one random
+    weighting of the outputs, the same for both)."""
+    weights = torch.randn(fast.shape, dtype=torch.float64)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), inputs)
+    slow_grads = torch.autograd.grad((slow * weights).sum(), inputs)
+    torch.testing.assert_close(fast, slow, rtol=rtol, atol=atol)
+    for fast_grad, slow_grad in zip(fast_grads, slow_grads, strict=True):
+        torch.testing.assert_close(fast_grad, slow_grad, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_attend_equals_the_reference_in_values_and_gradients(attention):
     torch.manual_seed(0)
     module = build_attention(small_config(attention)).double()
     q, k, v = heads()
-    fast = module.attend(q, k, v)
-    params = [p for p in module.parameters()]
-    weights = torch.randn(fast.shape, dtype=torch.float64)
-    fast_grads = torch.autograd.grad((fast * weights).sum(), [q, k, v, *params])
-    slow = reference(attention, module, q, k, v)
-    slow_grads = torch.autograd.grad((slow * weights).sum(), [q, k, v, *params])
+    params = list(module.parameters())
     # the modules' constant buffers (cos, sin, prefix scales) are computed in fp32
-    close = dict(rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(fast, slow, **close)
-    for fast_grad, slow_grad in zip(fast_grads, slow_grads, strict=True):
-        torch.testing.assert_close(fast_grad, slow_grad, **close)
+    assert_same_values_and_gradients(module.attend(q, k, v),
+                                     reference(attention, module, q, k, v), [q, k, v, *params],
+                                     rtol=1e-5, atol=1e-7)
     assert len(params) == (2 if attention == "linformer" else 0)  # E and F
 
 
@@ -227,15 +232,8 @@ def test_chunkwise_form_equals_the_prefix_form_in_values_and_gradients(attention
     q, k, v = heads(seed=seq, shape=(2, 2, seq, 6))
     chunked = module.attend(q, k, v)
     assert chunked.shape == (2, 2, seq, 6)
-    params = list(module.parameters())
-    weights = torch.randn(chunked.shape, dtype=torch.float64)
-    chunked_grads = torch.autograd.grad((chunked * weights).sum(), [q, k, v, *params])
-    prefix = prefix_form(attention, module, q, k, v)
-    prefix_grads = torch.autograd.grad((prefix * weights).sum(), [q, k, v, *params])
-    close = dict(rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(chunked, prefix, **close)
-    for chunked_grad, prefix_grad in zip(chunked_grads, prefix_grads, strict=True):
-        torch.testing.assert_close(chunked_grad, prefix_grad, **close)
+    assert_same_values_and_gradients(chunked, prefix_form(attention, module, q, k, v),
+                                     [q, k, v, *module.parameters()], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("attention", ["linformer", "cosformer", "performer"])

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models.config import ModelConfig
+from harness.models.cost import chunk_layout
 
 
 class Rotary(nn.Module):
@@ -121,16 +122,6 @@ def sums_before(sums: torch.Tensor) -> torch.Tensor:
     total = sums.new_zeros(sums.shape[:2] + sums.shape[3:])
     carried = [total]
     for chunk in sums.unbind(2):
-        total = chunk if total is carried[0] else total + chunk
+        total = chunk if total is carried[0] else total + chunk  # no add to the zero state
         carried.append(total)
     return torch.stack(carried, dim=2)
-
-
-def chunk_layout(seq: int, chunk: int) -> tuple[int, int]:
-    """(chunk length, padding) of a sequence of `seq` positions: a sequence no longer than one
-    chunk is a single chunk of its own length (no padding); otherwise the last chunk is padded.
-    Python ints: under a trace (FLOP counting) the sizes are traced values, and their arithmetic
-    would be recorded as tensor ops."""
-    seq = int(seq)
-    size = min(chunk, seq)
-    return size, -seq % size

@@ -48,8 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.attention import CausalAttention, chunk_layout, sums_before
+from harness.models.attention import CausalAttention, sums_before
 from harness.models.config import ModelConfig
+from harness.models.cost import chunk_layout
 
 
 class LinformerAttention(CausalAttention):

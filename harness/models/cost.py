@@ -116,6 +116,18 @@ def _softmax(config: ModelConfig, chunks: Chunks, hs: int) -> tuple[int, int]:
     return 2 * scores * hs, scores * SOFTMAX_PER_SCORE  # QK^T and AV
 
 
+def chunk_layout(seq: int, chunk: int) -> tuple[int, int]:
+    """(chunk length, padding) of a sequence of `seq` positions, as the linear attentions cut it
+    (`harness.models.attention`): a sequence no longer than one chunk is a single chunk of its
+    own length (no padding); otherwise the last chunk is padded.
+
+    Python ints: under a trace (FLOP counting) the sizes are traced values, and their arithmetic
+    would be recorded as tensor ops."""
+    seq = int(seq)
+    size = min(chunk, seq)
+    return size, -seq % size
+
+
 @dataclass(frozen=True)
 class Chunks:
     """The chunk layout of the linear attentions over (B, H) heads of seq positions."""
@@ -127,8 +139,8 @@ class Chunks:
 
     @classmethod
     def of(cls, config: ModelConfig, seq_len: int, batch: int) -> Chunks:
-        size = min(config.attention_chunk, seq_len)
-        return cls(batch * config.n_head, seq_len, size, seq_len + -seq_len % size)
+        size, pad = chunk_layout(seq_len, config.attention_chunk)
+        return cls(batch * config.n_head, seq_len, size, seq_len + pad)
 
     @property
     def rows(self) -> int:  # query rows, (B, H, T)
