@@ -30,7 +30,7 @@ from harness.models.config import ATTENTIONS, ModelConfig
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096)
 WIDTH, HEADS, BATCH = 256, 4, 2  # one Pythia-style block's attention at a CPU width
 LINFORMER_K_CAP = 256  # the Linformer paper's main setting
-REPEATS = 10  # per step: with 5, two runs at context 2048 differed by 15-25%
+REPEATS = 10  # per step; at context 2048 timings still vary by up to 25% between runs
 
 
 @dataclass(frozen=True)
