@@ -9,6 +9,12 @@ Memory layers run on the fused kernel (harness.models.fused_lookup) where it is 
 forward row also times the reference path (plain torch) on the same tables, and with fp32
 activations the forward is timed for each table storage (fp32; bf16 and int8 rows for inference,
 see MemoryLayer.store_tables), so the output states what every speed-up was measured with.
+bf16 activations are timed as they train under bf16 mixed precision (Lightning's `bf16-mixed`):
+fp32 master tables with bf16 inputs and outputs, forward and backward on the kernel; their
+forward rows store the tables in bf16 too (inference in bf16 end to end).
+
+`device="cuda"` times the same layers on a GPU (the memory layer takes its reference path,
+`embedding_bag`, there), synchronising the device around every timed call.
 
 Roofline: a kernel whose arithmetic intensity (FLOPs per byte it must move) is below the
 machine balance (FLOP/s of nn.Linear here / measured copy bandwidth) is memory-bound. A memory
@@ -65,6 +71,7 @@ class BenchRow:
     # bf16 on AMX where the CPU has it), timed in the same interleaved run.
     anchor_ms: float | None = None
     anchor: str = ""  # "fp32 nn.Linear" or "bf16 nn.Linear"
+    device: str = "cpu"
 
     @property
     def anchor_speedup(self) -> float | None:
@@ -129,20 +136,29 @@ def _bound(intensity: float, balance: float | None) -> str | None:
     return "memory" if intensity < balance else "compute"
 
 
-def measure_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 10) -> float:
+def measure_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 10,
+                      device: torch.device | str = "cpu") -> float:
     """Bytes read + written per second by a streaming copy of an nbytes fp32 tensor.
 
     The best of the repeats, as STREAM reports: a ceiling, which other load only lowers.
     """
-    src = torch.ones(nbytes // 4)
+    src = torch.ones(nbytes // 4, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)  # warm-up: fault the pages in
     times = []
     for _ in range(repeats):
+        synchronize(src.device)
         start = time.perf_counter()
         dst.copy_(src)
+        synchronize(src.device)
         times.append(time.perf_counter() - start)
     return 2 * src.numel() * 4 / min(times)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, which runs calls to completion)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def run_bench(
@@ -155,20 +171,23 @@ def run_bench(
     bandwidth_bytes: int = 256 * 2**20,
     seed: int = 0,
     storages: Sequence[str] = ("fp32", "bf16", "int8"),
+    device: str = "cpu",
 ) -> list[BenchRow]:
     """Time MemoryLayer(w, w, chunk_size) against nn.Linear(w, w, bias=False) on (tokens, w).
 
     fp32 inputs: the forward once per table storage in `storages`, forward+backward with fp32
-    tables (the only trainable storage). bf16 inputs: everything in bf16, tables included.
+    tables (the only trainable storage). bf16 inputs: the forward with bf16 tables, and
+    forward+backward with fp32 master tables (bf16 mixed precision).
     """
     unknown = (sorted(set(dtypes) - set(DTYPES)) + sorted(set(passes) - set(PASSES))
                + sorted(set(storages) - set(TABLE_STORAGES)))
     if unknown:
         raise ValueError(f"unknown dtype, pass or table storage {unknown}; "
                          f"allowed: {[*DTYPES, *PASSES, *TABLE_STORAGES]}")
+    target = torch.device(device)
     keep_freed_memory()  # as training runs do: no page faults for each pass's fresh buffers
-    bandwidth = measure_bandwidth(bandwidth_bytes)
-    kernel = "fused" if fused_lookup.available()[0] else "reference"
+    bandwidth = measure_bandwidth(bandwidth_bytes, device=target)
+    kernel = "fused" if target.type == "cpu" and fused_lookup.available()[0] else "reference"
     rows = []
     for width in widths:
         for dtype in dtypes:
@@ -180,10 +199,12 @@ def run_bench(
                 reference = MemoryLayer(width, width, chunk_size=chunk_size, kernel="reference")
             other = "bf16" if dtype == "fp32" else "fp32"  # the other dense option
             # a copy: Module.to converts in place
-            other_linear = copy.deepcopy(linear).to(DTYPES[other])
-            other_x = x.to(DTYPES[other])
-            linear, memory, reference, x = (t.to(DTYPES[dtype])
-                                            for t in (linear, memory, reference, x))
+            other_linear = copy.deepcopy(linear).to(target, DTYPES[other])
+            other_x = x.to(target, DTYPES[other])
+            # The memory layers keep fp32 tables (master weights, as under bf16-mixed); only
+            # the activations and nn.Linear take the row's dtype.
+            linear, x = linear.to(target, DTYPES[dtype]), x.to(target, DTYPES[dtype])
+            memory, reference = memory.to(target), reference.to(target)
             reference.load_state_dict(memory.state_dict())  # the same tables and hashing
             for pass_name in passes:
                 backward = pass_name == "forward+backward"
@@ -191,11 +212,11 @@ def run_bench(
                     for layer in (memory, reference):
                         if layer.table_storage != storage:
                             layer.store_tables(storage)
-                    steps = {"linear": _step(linear, x, backward),
-                             "memory": _step(memory, x, backward),
-                             "other_linear": _step(other_linear, other_x, backward)}
+                    steps = {"linear": _step(linear, x, backward, target),
+                             "memory": _step(memory, x, backward, target),
+                             "other_linear": _step(other_linear, other_x, backward, target)}
                     if not backward:
-                        steps["reference"] = _step(reference, x, backward)
+                        steps["reference"] = _step(reference, x, backward, target)
                     ms, note = interleaved_medians(steps, repeats)
                     path = kernel if storage == "fp32" or not backward else "reference"
                     if path != kernel:
@@ -208,9 +229,9 @@ def run_bench(
 
 
 def _storages(dtype: str, backward: bool, storages: Sequence[str]) -> list[str]:
-    if dtype != "fp32":
-        return [dtype]  # the whole layer in that dtype
-    return ["fp32"] if backward else list(storages)
+    if backward:
+        return ["fp32"]  # the only trainable storage: fp32 master tables whatever the inputs
+    return list(storages) if dtype == "fp32" else [dtype]
 
 
 def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kernel: str,
@@ -231,6 +252,7 @@ def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kern
         linear_intensity=forward_flops / moved,
         memory_intensity=rows_per_token / (rows_per_token * value_bytes),
         note=note, **_anchor({dtype: ms["linear"], other: ms.get("other_linear")}),
+        device=str(memory.tables.device),
     )
 
 
@@ -243,11 +265,13 @@ def _anchor(linear_ms: dict[str, float | None]) -> dict[str, Any]:
     return {"anchor_ms": timed[best], "anchor": f"{best} nn.Linear"}
 
 
-def _step(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
+def _step(layer: nn.Module, x: torch.Tensor, backward: bool,
+          device: torch.device = torch.device("cpu")) -> Callable[[], None]:
     if not backward:
         def forward() -> None:
             with torch.no_grad():
                 layer(x)
+            synchronize(device)
         return forward
     x = x.detach().requires_grad_(True)  # a layer inside a network passes gradient back
 
@@ -255,6 +279,7 @@ def _step(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], Non
         layer.zero_grad(set_to_none=True)
         x.grad = None
         layer(x).sum().backward()
+        synchronize(device)
     return forward_backward
 
 
@@ -285,7 +310,7 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         return "no benchmark rows"
     first = rows[0]
     lines = [
-        machine_line(),
+        machine_line(first.device),
         f"torch {torch.__version__}, {first.threads} threads, {first.tokens} tokens, "
         f"MemoryLayer tau = chunk_size, K = width / tau, {first.kernel} kernel; streaming copy "
         f"bandwidth {first.bandwidth / 1e9:.1f} GB/s (read + write)",
@@ -318,9 +343,9 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         "speed-up = linear ms / memory ms (> 1: memory layer faster), nn.Linear in the row's",
         "dtype; anchor = the faster of fp32 and bf16 nn.Linear on this machine (the dense layer a",
         "user would pick), timed in the same run; vs anchor = anchor ms / memory ms; ref ms = the",
-        "layer on",
-        "its reference path (plain torch), kernel = ref ms / memory ms; tables = how the memory",
-        "layer stores its tables (bf16, int8 with a scale per row: inference only); rows GB/s =",
+        "layer on its reference path (plain torch), kernel = ref ms / memory ms; dtype = the",
+        "activations (bf16 fwd+bwd: bf16-mixed training, fp32 master tables); tables = how the",
+        "memory layer stores its tables (bf16, int8 with a scale per row: inference only); rows GB/s =",
         "table rows read by the memory layer's forward; AI = multiply-adds per byte moved;",
         "balance = linear FLOP/s / bandwidth: a layer with AI below it is memory-bound.",
         "% bw counts every row read; rows read again may come from cache, so it can pass 100%:",
@@ -332,8 +357,12 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-def machine_line() -> str:
-    """The CPU, the instruction sets that decide dense speed (AVX-512, AMX) and the threads."""
+def machine_line(device: str = "cpu") -> str:
+    """The CPU, the instruction sets that decide dense speed (AVX-512, AMX) and the threads;
+    on a CUDA device, the GPU first."""
+    gpu = ""
+    if torch.device(device).type == "cuda":
+        gpu = f"GPU: {torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}; "
     model, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -346,7 +375,7 @@ def machine_line() -> str:
         pass
     isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
            if name in flags]
-    return (f"CPU: {model}; {', '.join(isa) or 'no AVX-512/AMX flags read'}; torch CPU "
+    return (f"{gpu}CPU: {model}; {', '.join(isa) or 'no AVX-512/AMX flags read'}; torch CPU "
             f"capability {torch.backends.cpu.get_cpu_capability()}; "
             f"{torch.get_num_threads()} threads")
 
@@ -367,12 +396,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int,
                         help="timed repeats of each step (default: 20; 10 with --attention)")
     parser.add_argument("--chunk-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to time on, e.g. cuda (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
 
 def main(args: argparse.Namespace) -> int:
     rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats or 20,
-                     chunk_size=args.chunk_size, storages=args.tables)
+                     chunk_size=args.chunk_size, storages=args.tables, device=args.device)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
           else format_bench(rows))
     return 0

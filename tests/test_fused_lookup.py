@@ -79,6 +79,45 @@ def test_bf16_tables_for_inference_read_in_fp32() -> None:
     torch.testing.assert_close(y_fused, y_ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("case", CASES[:4])
+def test_bf16_mixed_training_runs_fused_and_matches_the_fp32_reference(case: tuple) -> None:
+    """Lightning's bf16-mixed: fp32 master tables, bf16 activations out of an autocast matmul.
+
+    The bf16 inputs upcast exactly, so the fp32 reference path on them is the exact math; the
+    fused path differs from it by bf16 rounding of its output and of the incoming gradient.
+    """
+    in_f, out_f, c, b, k, weighting, temperature = case
+    layers = []
+    for kernel in ("fused", "reference"):
+        torch.manual_seed(0)
+        layers.append(MemoryLayer(in_f, out_f, chunk_size=c, bucket_bits=b, num_tables=k,
+                                  weighting=weighting, temperature=temperature, kernel=kernel))
+    fused, reference = layers
+    torch.manual_seed(1)
+    projection = torch.nn.Linear(in_f, in_f)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a = projection(torch.randn(111, in_f))  # (111, in) bf16, as the layer sees it
+    assert a.dtype == torch.bfloat16
+    mix = torch.linspace(-1, 1, 111 * out_f).view(111, out_f)
+
+    x_fused = a.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_fused = fused(x_fused)  # kernel="fused" raises where the kernel does not apply
+    assert y_fused.dtype == torch.bfloat16 and fused.tables.dtype == torch.float32
+    (y_fused * mix.bfloat16()).sum().backward()  # the gradient arrives in bf16 too
+
+    x_ref = a.float().requires_grad_(True)
+    y_ref = reference(x_ref)
+    (y_ref * mix).sum().backward()
+
+    assert x_fused.grad.dtype == torch.bfloat16 and fused.tables.grad.dtype == torch.float32
+    for got, want in ((y_fused, y_ref), (x_fused.grad, x_ref.grad),
+                      (fused.tables.grad, reference.tables.grad)):
+        # bf16 keeps 8 bits: relative 2**-8 per rounding, a few roundings, against the scale
+        torch.testing.assert_close(got.float(), want, rtol=1.6e-2,
+                                   atol=1.6e-2 * want.abs().max().item())
+
+
 def test_trainable_bf16_tables_use_the_reference_path() -> None:
     fused, _ = pair(CASES[1])
     fused.tables.data = fused.tables.data.to(torch.bfloat16)
