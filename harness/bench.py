@@ -46,6 +46,7 @@ from harness.models.memory_layer import TABLE_STORAGES
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PASSES = ("forward", "forward+backward")
 WARMUP = 2  # untimed calls of each step before its repeats
+CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def _anchor(linear_ms: dict[str, float | None]) -> dict[str, Any]:
 
 
 def _step(layer: nn.Module, x: torch.Tensor, backward: bool,
-          device: torch.device = torch.device("cpu")) -> Callable[[], None]:
+          device: torch.device = CPU) -> Callable[[], None]:
     if not backward:
         def forward() -> None:
             with torch.no_grad():
@@ -345,8 +346,9 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         "user would pick), timed in the same run; vs anchor = anchor ms / memory ms; ref ms = the",
         "layer on its reference path (plain torch), kernel = ref ms / memory ms; dtype = the",
         "activations (bf16 fwd+bwd: bf16-mixed training, fp32 master tables); tables = how the",
-        "memory layer stores its tables (bf16, int8 with a scale per row: inference only); rows GB/s =",
-        "table rows read by the memory layer's forward; AI = multiply-adds per byte moved;",
+        "memory layer stores its tables (bf16, int8 with a scale per row: inference only);",
+        "rows GB/s = table rows read by the memory layer's forward; AI = multiply-adds per byte",
+        "moved;",
         "balance = linear FLOP/s / bandwidth: a layer with AI below it is memory-bound.",
         "% bw counts every row read; rows read again may come from cache, so it can pass 100%:",
         *(f"  {r.width}x{r.width} {r.dtype} {r.table_storage}: tables {r.table_bytes / 1e6:.1f} MB,"
@@ -362,7 +364,8 @@ def machine_line(device: str = "cpu") -> str:
     on a CUDA device, the GPU first."""
     gpu = ""
     if torch.device(device).type == "cuda":
-        gpu = f"GPU: {torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}; "
+        name = torch.cuda.get_device_name(torch.device(device))
+        gpu = f"GPU: {name}, CUDA {torch.version.cuda}; "
     model, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
