@@ -348,8 +348,7 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         "activations (bf16 fwd+bwd: bf16-mixed training, fp32 master tables); tables = how the",
         "memory layer stores its tables (bf16, int8 with a scale per row: inference only);",
         "rows GB/s = table rows read by the memory layer's forward; AI = multiply-adds per byte",
-        "moved;",
-        "balance = linear FLOP/s / bandwidth: a layer with AI below it is memory-bound.",
+        "moved; balance = linear FLOP/s / bandwidth: a layer with AI below it is memory-bound.",
         "% bw counts every row read; rows read again may come from cache, so it can pass 100%:",
         *(f"  {r.width}x{r.width} {r.dtype} {r.table_storage}: tables {r.table_bytes / 1e6:.1f} MB,"
           f" each row read {r.memory_read_bytes / r.table_bytes:.1f}x per forward on average"
