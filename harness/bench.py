@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from harness.allocator import keep_freed_memory
+from harness.errors import ConfigError
 from harness.models import MemoryLayer, fused_lookup
 from harness.models.cost import TRAINING_FLOPS_FACTOR
 from harness.models.memory_layer import TABLE_STORAGES
@@ -154,6 +155,19 @@ def measure_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 10,
         synchronize(src.device)
         times.append(time.perf_counter() - start)
     return 2 * src.numel() * 4 / min(times)
+
+
+def check_device(device: str) -> torch.device:
+    """The device named on the command line, refused in one line where this machine lacks it."""
+    allowed = "cpu" + (", cuda" if torch.cuda.is_available() else "")
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise ConfigError("device", f"{device!r} is not a device; allowed: {allowed}") from None
+    if target.type not in ("cpu", "cuda") or (
+            target.type == "cuda" and not torch.cuda.is_available()):
+        raise ConfigError("device", f"{device!r} is not available here; allowed: {allowed}")
+    return target
 
 
 def synchronize(device: torch.device) -> None:
@@ -396,7 +410,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=list(TABLE_STORAGES),
                         help="memory-layer table storages timed with fp32 inputs (forward)")
     parser.add_argument("--repeats", type=int,
-                        help="timed repeats of each step (default: 20; 10 with --attention)")
+                        help="timed repeats of each step (default: 20; 10 with --attention "
+                             "or --model)")
     parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--device", default="cpu",
                         help="torch device to time on, e.g. cuda (default: cpu)")
@@ -404,6 +419,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_device(args.device)
     rows = run_bench(args.widths, args.tokens, args.dtypes, args.repeats or 20,
                      chunk_size=args.chunk_size, storages=args.tables, device=args.device)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json

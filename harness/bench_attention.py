@@ -23,7 +23,14 @@ from typing import Any
 
 import torch
 
-from harness.bench import PASSES, _num, interleaved_medians, machine_line
+from harness.bench import (
+    PASSES,
+    _num,
+    check_device,
+    interleaved_medians,
+    machine_line,
+    synchronize,
+)
 from harness.models.attention_factory import build_attention
 from harness.models.config import ATTENTIONS, ModelConfig
 
@@ -47,6 +54,7 @@ class AttentionRow:
     batch: int
     threads: int
     note: str = ""
+    device: str = "cpu"
 
     @property
     def speedup(self) -> float | None:
@@ -84,36 +92,40 @@ def run_attention_bench(
     heads: int = HEADS,
     batch: int = BATCH,
     seed: int = 0,
+    device: str = "cpu",
 ) -> list[AttentionRow]:
     """Time each attention against softmax at each context; rows for every kind but softmax."""
     unknown = sorted(set(attentions) - set(ATTENTIONS)) + sorted(set(passes) - set(PASSES))
     if unknown:
         raise ValueError(f"unknown attention or pass {unknown}; allowed: {[*ATTENTIONS, *PASSES]}")
     kinds = ["softmax", *(kind for kind in attentions if kind != "softmax")]
+    target = torch.device(device)
     rows = []
     for context in contexts:
         configs = {kind: attention_config(kind, context, chunk, fixed_k, width, heads)
                    for kind in kinds}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            modules = {kind: build_attention(config) for kind, config in configs.items()}
-            qkv = torch.randn(3, batch, context, width)  # projected Q, K, V: (B, T, d) each
+            modules = {kind: build_attention(config).to(target)
+                       for kind, config in configs.items()}
+            qkv = torch.randn(3, batch, context, width, device=target)  # Q, K, V: (B, T, d) each
         for pass_name in passes:
-            steps = {kind: _step(module, qkv, pass_name == "forward+backward")
+            steps = {kind: _step(module, qkv, pass_name == "forward+backward", target)
                      for kind, module in modules.items()}
             ms, note = interleaved_medians(steps, repeats)
             rows += [AttentionRow(kind, context, pass_name, ms[kind], ms["softmax"],
                                   configs[kind].resolved_attention_features, chunk, width, heads,
-                                  batch, torch.get_num_threads(), note)
+                                  batch, torch.get_num_threads(), note, str(target))
                      for kind in kinds if kind != "softmax"]
     return rows
 
 
-def _step(module: torch.nn.Module, qkv: torch.Tensor, backward: bool):
+def _step(module: torch.nn.Module, qkv: torch.Tensor, backward: bool, device: torch.device):
     if not backward:
         def forward() -> None:
             with torch.no_grad():
                 module(*qkv)
+            synchronize(device)
         return forward
     inputs = [x.clone().requires_grad_(True) for x in qkv]
 
@@ -122,6 +134,7 @@ def _step(module: torch.nn.Module, qkv: torch.Tensor, backward: bool):
             x.grad = None
         module.zero_grad(set_to_none=True)
         module(*inputs).sum().backward()
+        synchronize(device)
     return forward_backward
 
 
@@ -154,7 +167,7 @@ def format_attention_bench(rows: Sequence[AttentionRow]) -> str:
     first = rows[0]
     kinds = list(dict.fromkeys(row.attention for row in rows))
     lines = [
-        machine_line(),
+        machine_line(first.device),
         f"torch {torch.__version__}, {first.threads} threads; one attention module, width "
         f"{first.width}, {first.heads} heads, batch {first.batch}, fp32; anchor: softmax "
         f"F.scaled_dot_product_attention (is_causal) in the same interleaved run; linear "
@@ -197,8 +210,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_device(args.device)
     rows = run_attention_bench(args.contexts, repeats=args.repeats or REPEATS,
-                               chunk=args.attention_chunk, fixed_k=args.linformer_k)
+                               chunk=args.attention_chunk, fixed_k=args.linformer_k,
+                               device=args.device)
     print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json
           else format_attention_bench(rows))
     return 0

@@ -152,9 +152,12 @@ def _match(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from harness import bench, bench_attention
+    from harness import bench, bench_attention, bench_model
 
-    return (bench_attention if args.attention else bench).main(args)
+    if args.attention and args.model:
+        raise ConfigError("bench", "--attention and --model are separate benches; allowed: "
+                          "one of them, or neither (the layer bench)")
+    return (bench_attention if args.attention else bench_model if args.model else bench).main(args)
 
 
 def _load_study(args: argparse.Namespace):
@@ -299,11 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "
                                 "machine's memory bandwidth (the roofline); --attention: every "
                                 "attention against softmax over contexts")
-    from harness import bench_attention
+    from harness import bench_attention, bench_model
     from harness.bench import add_arguments
 
     add_arguments(bench)
     bench_attention.add_arguments(bench)
+    bench_model.add_arguments(bench)
     bench.set_defaults(run=_bench)
 
     train = commands.add_parser("train", help="train one model on real text, tracked in MLflow")

@@ -80,6 +80,14 @@ def test_train_prints_the_run_and_how_to_browse_it(tmp_path):
     assert (tmp_path / ".harness" / "mlflow.db").exists()
 
 
+def test_train_in_bf16_mixed_clips_gradients_with_the_fused_optimizer(tmp_path):
+    # bf16-mixed with fused AdamW and the default grad_clip: Lightning alone refuses to clip
+    result = harness(tmp_path, "train", *TINY, "--max-steps", "2", "--precision", "bf16",
+                     "--set", "optim.grad_clip=1.0", "--set", f"data.cache_dir={tmp_path / 'c'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "finished: val/loss" in result.stdout
+
+
 def test_match_prints_the_closest_dense_shape_as_an_arm(capsys):
     assert main(["match", "memoryformer-nano", "--on", "params"]) == 0
     out = capsys.readouterr().out.splitlines()

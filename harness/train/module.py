@@ -93,6 +93,19 @@ class CausalLM(pl.LightningModule):
             optimizer, lambda step: lr_factor(step, warmup, steps, optim.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        # Under bf16-mixed, Lightning's precision plugin refuses to clip for a fused optimizer:
+        # with fp16 the gradients would still carry the loss scale. bf16 has no scaler, so the
+        # gradients are the true ones; clip them as Lightning would (by norm, over the
+        # optimizer's parameters in its order). fp32 runs keep Lightning's own path.
+        if self.config.train.precision != "bf16" or not gradient_clip_val:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val,
+                                                gradient_clip_algorithm)
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["harness_config"] = self.config.to_dict()
         checkpoint["mlflow_run_id"] = self.run_id
