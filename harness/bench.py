@@ -74,6 +74,10 @@ class BenchRow:
     anchor_ms: float | None = None
     anchor: str = ""  # "fp32 nn.Linear" or "bf16 nn.Linear"
     device: str = "cpu"
+    # One thread's read bandwidth from a buffer half its L2 cache (where the kernel keeps the
+    # rows it gathers); None without the fused kernel. The floor of a forward is its row reads
+    # at this speed on every thread.
+    cache_bandwidth: float | None = None
 
     @property
     def anchor_speedup(self) -> float | None:
@@ -112,6 +116,20 @@ class BenchRow:
         return None if reads is None else reads / self.bandwidth
 
     @property
+    def floor_ms(self) -> float | None:
+        """The forward's row reads (tokens x K x out x bytes) at L2 read speed on every thread."""
+        if self.cache_bandwidth is None or self.passes != "forward":
+            return None
+        return self.memory_read_bytes / (self.cache_bandwidth * self.threads) * 1e3
+
+    @property
+    def floor_share(self) -> float | None:
+        """floor ms / memory ms: the fraction of the L2 floor the forward reaches."""
+        if self.floor_ms is None or self.memory_ms is None:
+            return None
+        return self.floor_ms / self.memory_ms
+
+    @property
     def machine_balance(self) -> float | None:
         """FLOPs per byte at which nn.Linear's measured speed meets the bandwidth."""
         flops = self.linear_flops_per_s
@@ -127,7 +145,7 @@ class BenchRow:
 
     def to_dict(self) -> dict[str, Any]:
         derived = ("speedup", "anchor_speedup", "kernel_speedup", "linear_flops_per_s",
-                   "memory_read_per_s",
+                   "memory_read_per_s", "floor_ms", "floor_share",
                    "bandwidth_share", "machine_balance", "linear_bound", "memory_bound")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
 
@@ -170,6 +188,25 @@ def check_device(device: str) -> torch.device:
     return target
 
 
+def l2_bytes() -> int:
+    """The first core's L2 cache size (Linux sysfs), else 1 MiB."""
+    try:
+        size = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
+        return int(size.rstrip("K")) * 1024 if size.endswith("K") else int(size)
+    except (OSError, ValueError):
+        return 2**20
+
+
+def measure_cache_bandwidth(repeats: int = 5) -> float | None:
+    """One thread's read bytes/s from a buffer of half its L2 cache, by the fused kernel's
+    probe (compiled code: a Python loop could not keep up); None where the kernel is missing."""
+    if not fused_lookup.available()[0]:
+        return None
+    nbytes = l2_bytes() // 2
+    kernel = fused_lookup._build()
+    return kernel.read_bandwidth(nbytes, max(1, 2**25 // nbytes), repeats)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (a no-op on the CPU, which runs calls to completion)."""
     if device.type == "cuda":
@@ -202,6 +239,7 @@ def run_bench(
     target = torch.device(device)
     keep_freed_memory()  # as training runs do: no page faults for each pass's fresh buffers
     bandwidth = measure_bandwidth(bandwidth_bytes, device=target)
+    cache = measure_cache_bandwidth() if target.type == "cpu" else None
     kernel = "fused" if target.type == "cpu" and fused_lookup.available()[0] else "reference"
     rows = []
     for width in widths:
@@ -239,7 +277,7 @@ def run_bench(
                                                        "path: the fused kernel trains fp32 "
                                                        "tables only"]))
                     rows.append(_row(width, tokens, dtype, pass_name, storage, path, bandwidth,
-                                     memory, ms, note, other))
+                                     memory, ms, note, other, cache))
     return rows
 
 
@@ -251,7 +289,7 @@ def _storages(dtype: str, backward: bool, storages: Sequence[str]) -> list[str]:
 
 def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kernel: str,
          bandwidth: float, memory: MemoryLayer, ms: dict[str, float | None],
-         note: str, other: str) -> BenchRow:
+         note: str, other: str, cache_bandwidth: float | None = None) -> BenchRow:
     value_bytes = memory.tables.element_size()
     rows_per_token = memory.num_tables * width  # values read per token, also its multiply-adds
     forward_flops = tokens * width * width
@@ -267,7 +305,7 @@ def _row(width: int, tokens: int, dtype: str, pass_name: str, storage: str, kern
         linear_intensity=forward_flops / moved,
         memory_intensity=rows_per_token / (rows_per_token * value_bytes),
         note=note, **_anchor({dtype: ms["linear"], other: ms.get("other_linear")}),
-        device=str(memory.tables.device),
+        device=str(memory.tables.device), cache_bandwidth=cache_bandwidth,
     )
 
 
@@ -328,11 +366,14 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         machine_line(first.device),
         f"torch {torch.__version__}, {first.threads} threads, {first.tokens} tokens, "
         f"MemoryLayer tau = chunk_size, K = width / tau, {first.kernel} kernel; streaming copy "
-        f"bandwidth {first.bandwidth / 1e9:.1f} GB/s (read + write)",
+        f"bandwidth {first.bandwidth / 1e9:.1f} GB/s (read + write); L2 read "
+        f"{_num(first.cache_bandwidth, '.1f', ' GB/s', 1e9)} per thread ({l2_bytes() // 2048} KB "
+        f"buffer)",
         f"{'shape':>11} {'dtype':>5} {'tables':>6} {'pass':>8} {'linear ms':>10} "
         f"{'memory ms':>10} {'speed-up':>8} {'anchor':>14} {'anchor ms':>9} {'vs anchor':>9} "
         f"{'ref ms':>8} {'kernel':>7} {'lin GFLOP/s':>11} "
-        f"{'rows GB/s':>9} {'% bw':>5} {'AI lin':>7} {'AI mem':>6} {'balance':>7}  "
+        f"{'rows GB/s':>9} {'% bw':>5} {'floor ms':>8} {'% floor':>7} {'AI lin':>7} "
+        f"{'AI mem':>6} {'balance':>7}  "
         f"bound (linear / memory)",
     ]
     notes = []
@@ -349,7 +390,8 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
             f"{_num(row.kernel_speedup, '.2f', 'x'):>7} "
             f"{_num(row.linear_flops_per_s, '.1f', '', 1e9):>11} "
             f"{_num(row.memory_read_per_s, '.1f', '', 1e9):>9} "
-            f"{_num(row.bandwidth_share, '.0%'):>5} {row.linear_intensity:>7.1f} "
+            f"{_num(row.bandwidth_share, '.0%'):>5} {_num(row.floor_ms, '.2f'):>8} "
+            f"{_num(row.floor_share, '.0%'):>7} {row.linear_intensity:>7.1f} "
             f"{row.memory_intensity:>6.2f} {_num(row.machine_balance, '.1f'):>7}  {bound}")
         if row.note:
             notes.append(f"{row.width}x{row.width} {row.dtype} {row.table_storage} "
@@ -363,7 +405,10 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
         "memory layer stores its tables (bf16, int8 with a scale per row: inference only);",
         "rows GB/s = table rows read by the memory layer's forward; AI = multiply-adds per byte",
         "moved; balance = linear FLOP/s / bandwidth: a layer with AI below it is memory-bound.",
-        "% bw counts every row read; rows read again may come from cache, so it can pass 100%:",
+        "floor ms = the forward's row reads (tokens x K x out x bytes per value) at the L2 read",
+        "speed on every thread, % floor = floor ms / memory ms (100%: rows move as fast as L2",
+        "delivers them); % bw counts every row read against the DRAM copy bandwidth; rows read",
+        "again may come from cache, so it can pass 100%:",
         *(f"  {r.width}x{r.width} {r.dtype} {r.table_storage}: tables {r.table_bytes / 1e6:.1f} MB,"
           f" each row read {r.memory_read_bytes / r.table_bytes:.1f}x per forward on average"
           for r in rows if r.passes == "forward"),

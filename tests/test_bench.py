@@ -101,3 +101,14 @@ def test_a_failing_layer_becomes_a_note_not_a_crash():
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="fp16"):
         run_bench(widths=(32,), tokens=8, dtypes=("fp16",), repeats=1)
+
+
+def test_the_l2_floor_is_the_row_reads_at_l2_speed_on_every_thread(rows):
+    for row in rows:
+        assert row.cache_bandwidth is not None and row.cache_bandwidth > 0
+        if row.passes == "forward":
+            floor = row.memory_read_bytes / (row.cache_bandwidth * row.threads) * 1e3
+            assert row.floor_ms == floor and row.floor_share == floor / row.memory_ms
+        else:
+            assert row.floor_ms is None and row.floor_share is None
+    assert "L2 read" in format_bench(rows).splitlines()[1]

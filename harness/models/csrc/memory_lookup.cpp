@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -614,6 +615,35 @@ std::vector<at::Tensor> gather_backward(const at::Tensor& grad_y, const at::Tens
   return {grad_p, grad_tables};
 }
 
+// Bytes per second one thread reads from a buffer of `bytes` it reads again and again (sized to
+// a cache level, this is that level's read bandwidth): eight independent sums of whole cache
+// lines, the best of `repeats` passes. The bench divides the memory layer's row reads by it.
+double read_bandwidth(int64_t bytes, int64_t passes, int64_t repeats) {
+  constexpr int64_t kSums = 8;  // independent adds in flight: more than the add's latency
+  const int64_t step = kSums * kLanes;
+  const int64_t n = std::max<int64_t>(bytes / sizeof(float) / step, 1) * step;
+  std::vector<float> buffer(n, 1.f);
+  double best = 0.0;
+  float sink = 0.f;
+  for (int64_t repeat = 0; repeat < repeats; ++repeat) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t pass = 0; pass < passes; ++pass) {
+      Vec acc[kSums];
+      for (auto& a : acc) a = vzero();
+      for (int64_t i = 0; i < n; i += step) {
+        for (int64_t j = 0; j < kSums; ++j) acc[j] = vadd(acc[j], vload(buffer.data() + i + j * kLanes));
+      }
+      for (int64_t j = 1; j < kSums; ++j) acc[0] = vadd(acc[0], acc[j]);
+      sink += vsum(acc[0]);
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, static_cast<double>(n * sizeof(float) * passes) / seconds);
+  }
+  TORCH_CHECK(sink > 0.f, "read_bandwidth: the sums were lost");  // keeps the loads alive
+  return best;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -621,4 +651,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hash_backward", &hash_backward, "grad of p with respect to h");
   m.def("gather_forward", &gather_forward, "y (N, H) = sum_k p tables[k, rows]");
   m.def("gather_backward", &gather_backward, "grad_p (N, K), grad_tables (K, R, H)");
+  m.def("read_bandwidth", &read_bandwidth, "bytes/s one thread reads from a buffer of `bytes`");
 }
