@@ -203,8 +203,7 @@ def measure_cache_bandwidth(repeats: int = 5) -> float | None:
     if not fused_lookup.available()[0]:
         return None
     nbytes = l2_bytes() // 2
-    kernel = fused_lookup._build()
-    return kernel.read_bandwidth(nbytes, max(1, 2**25 // nbytes), repeats)
+    return fused_lookup.read_bandwidth(nbytes, max(1, 2**25 // nbytes), repeats)
 
 
 def synchronize(device: torch.device) -> None:

@@ -104,6 +104,14 @@ def lookup(h: torch.Tensor, tables: torch.Tensor, temperature: float, weighting:
     return y.to(h.dtype).view(*h.shape[:-2], tables.size(-1))
 
 
+def read_bandwidth(nbytes: int, passes: int, repeats: int = 5) -> float:
+    """Bytes/s one thread reads from an nbytes buffer it reads `passes` times (best of repeats):
+    sized to a cache level, that level's read bandwidth. The bench's L2 floor divides by it."""
+    kernel = _build()
+    assert isinstance(kernel, ModuleType), kernel  # callers check available() first
+    return kernel.read_bandwidth(nbytes, passes, repeats)
+
+
 class _Lookup(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, tables, row_scale, kernel, scale, l1):  # h (N, K, b), tables (K, R, H)
