@@ -8,7 +8,9 @@ large blocks and the trimming of the heap makes glibc reuse the freed memory ins
 memory is unchanged; what the process once used stays reserved until it exits.
 
 `keep_freed_memory()` is called by training runs and the bench; set HARNESS_KEEP_FREED_MEMORY=0
-to leave the allocator alone.
+to leave the allocator alone. The same policy for a process that does not import the harness
+(set before its first allocation, so it also covers what was allocated before this call):
+GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824.
 """
 
 from __future__ import annotations

@@ -17,6 +17,17 @@ Two paths compute the same thing. The reference path below is plain torch (an em
 The fused path (harness.models.fused_lookup, a C++ kernel built on first use) does hash, weight
 and gather in a few cache-blocked passes and is used on the CPU wherever it applies
 (`kernel="auto"`); where it cannot build, layers warn once and use the reference path.
+Under bf16 autocast (Lightning's `bf16-mixed`) the tables stay fp32 master weights and the fused
+path takes the bf16 activations, returning bf16.
+
+Speed in your own script: every backward allocates the tables' gradient afresh (K x 2**b x out
+fp32 values: 34 MB at 512 x 512, 134 MB at 1024 x 1024), and glibc's default policy hands blocks
+that large back to the kernel on free, so each step faults their pages in again. `harness`
+training runs and `harness bench` call `harness.allocator.keep_freed_memory()` once per process;
+a script that imports only this layer reaches the same speed by calling it once at start, or by
+starting Python with GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824
+(the same policy, set before the first allocation; README, Speed, has the measured gap). Nothing
+else is needed: the kernel builds itself on first use.
 """
 
 from __future__ import annotations
