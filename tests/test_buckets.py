@@ -15,7 +15,7 @@ from harness.models import MemoryLayer
 from harness.models.cost import flops_per_token
 from harness.runs import records
 from harness.runs.config import build_run_config
-from harness.train.buckets import BucketCounter, usage
+from harness.train.buckets import BucketCounter, bucket_rows, usage
 from harness.train.callbacks import BucketUsageMonitor, PeakMemoryMonitor, Throughput
 from harness.train.fence import Fence, Fenced
 from harness.train.logger import TrackerLogger
@@ -115,3 +115,14 @@ def test_logged_artifacts_are_fenced(tmp_path):
     assert tracker.artifacts == []
     TrackerLogger(tracker, "run", "test").log_artifact(path, "extra")
     assert tracker.artifacts[0][:2] == ("extra", "buckets.npz")
+
+
+def test_counted_rows_are_the_layers_own_buckets():
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 24)
+    x[0, 0, :6] = 0.0  # sign(0) counts as +1
+    for layer in (MemoryLayer(24, 8, chunk_size=4), MemoryLayer(24, 8, chunk_size=3, bucket_bits=5),
+                  MemoryLayer(24, 8, chunk_size=4, num_tables=9)):
+        expected = layer.bucket_indices(x) + layer.row_offsets
+        rows = bucket_rows(layer, x)
+        assert rows.dtype == expected.dtype and torch.equal(rows, expected)

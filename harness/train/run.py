@@ -38,7 +38,7 @@ from harness.train.callbacks import (
     Throughput,
 )
 from harness.train.fence import FenceCheck, Fenced
-from harness.train.logger import TrackerLogger
+from harness.train.logger import FlushMetrics, TrackerLogger
 from harness.train.module import CausalLM, NonFiniteLossError
 from harness.train.recording import (
     Recording,
@@ -192,6 +192,7 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
     fence = supervisor.fence
     if fence is not None:
         callbacks.append(FenceCheck(fence, config.train.val_every))
+    callbacks.append(FlushMetrics())  # each step's metrics in one write, before its checkpoint
     callbacks.append(SaveAfterValidation(run.checkpoint))  # last: after the fence it guards
     logger = TrackerLogger(run.tracker, run.run_id, run.experiment, run.logged, fence)
     local_root = (workspace.root if checkpoint_store.is_url(run.checkpoint_dir)
