@@ -4,6 +4,7 @@ the writes a run makes: one batch of metrics per step, checkpoints whole and fen
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import fsspec
 import lightning.pytorch as pl
@@ -65,6 +66,8 @@ def test_a_run_records_config_provenance_and_every_measurement(tmp_path):
     assert {"config.yaml", "checkpoint"} <= artifacts
     checkpoint = read_checkpoint(result.checkpoint)
     assert checkpoint.run_id == result.run_id and checkpoint.step == 6
+    folder = Path(result.checkpoint).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "last.ckpt"]  # no spare
     assert checkpoint.config.model.vocab_size == 256
 
 
@@ -167,14 +170,29 @@ def test_a_failing_trainer_writes_its_held_metrics_unless_the_run_is_lost():
     assert store.calls == [(4, {"val/loss": 2.0})]
 
 
-def test_a_checkpoint_is_moved_into_place_whole_with_torch_saves_bytes(tmp_path):
-    state = {"state_dict": {"model.w": torch.arange(6.0)}, "global_step": 7}
+def torch_bytes(state: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def test_a_checkpoint_is_moved_into_place_whole_with_torch_saves_bytes(tmp_path):
+    states = [{"state_dict": {"model.w": torch.arange(float(n))}, "global_step": n}
+              for n in (60, 3, 40, 5)]  # longer and shorter than the spare they are written into
     saved: list[int] = []
-    for location in (str(tmp_path / "run" / "last.ckpt"), "memory://checkpoints/run/last.ckpt"):
-        AtomicCheckpointIO(saved.append).save_checkpoint(state, location)
-        fs, path = fsspec.core.url_to_fs(location)
-        assert fs.cat_file(path) == buffer.getvalue()
-        assert fs.ls(path.rpartition("/")[0], detail=False) == [path]  # no partial file left
-    assert saved == [7, 7]
+    local = AtomicCheckpointIO(saved.append)
+    target = tmp_path / "run" / "last.ckpt"
+    for state in states:
+        local.save_checkpoint(state, target)
+        assert target.read_bytes() == torch_bytes(state)
+    spares = sorted(p.name for p in target.parent.iterdir() if p != target)
+    assert len(spares) == 1 and spares[0].startswith("last.ckpt.spare-")  # the one before last
+    assert (target.parent / spares[0]).read_bytes() == torch_bytes(states[-2])
+    local.release()
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+    remote = AtomicCheckpointIO(saved.append)
+    remote.save_checkpoint(states[0], "memory://checkpoints/run/last.ckpt")
+    fs, path = fsspec.core.url_to_fs("memory://checkpoints/run/last.ckpt")
+    assert fs.cat_file(path) == torch_bytes(states[0])
+    assert fs.ls(path.rpartition("/")[0], detail=False) == [path]  # no partial file left
+    assert saved == [60, 3, 40, 5, 60]

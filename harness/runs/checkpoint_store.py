@@ -10,7 +10,9 @@ whole (on object stores the final PUT is atomic by itself).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -63,17 +65,25 @@ def _write_atomically(location: str, write: Callable[[AbstractFileSystem, str], 
     fs.mv(partial, path)
 
 
-def _save(checkpoint: dict[str, Any], fs: AbstractFileSystem, partial: str) -> None:
-    """torch.save into `partial`: on a local disk straight into the file (the same bytes as
-    through a buffer, without two copies of a checkpoint that MemoryFormer's tables make large);
-    elsewhere through one buffer and a single upload."""
-    if isinstance(fs, LocalFileSystem):
-        with open(partial, "wb") as file:
-            torch.save(checkpoint, file)
-        return
+def _upload(checkpoint: dict[str, Any], fs: AbstractFileSystem, partial: str) -> None:
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     fs.pipe_file(partial, buffer.getvalue())
+
+
+def _replace_keeping(spare: str, target: str) -> None:
+    """Move `spare` onto `target` atomically; the file it replaces becomes `spare` (a hard link
+    keeps it: its blocks and cached pages are not freed, to be rewritten next time)."""
+    kept: str | None = f"{spare}.old"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(kept)
+    try:
+        os.link(target, kept)
+    except OSError:  # the first checkpoint, or a file system without hard links
+        kept = None
+    os.replace(spare, target)
+    if kept is not None:
+        os.replace(kept, spare)
 
 
 def write_text(location: str, text: str) -> None:
@@ -88,13 +98,47 @@ def load(location: str) -> Any:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, atomic as `write_bytes` (with its crash point);
-    `on_saved(step)` is called once a checkpoint is in place."""
+    `on_saved(step)` is called once a checkpoint is in place.
+
+    On a local disk each checkpoint is written in place into this writer's spare file, the
+    checkpoint before last, and moved onto the checkpoint, which becomes the spare. A new file of
+    a large checkpoint costs several times its write (page-cache pages allocated, the replaced
+    file's blocks freed); the spare's are reused. The spare is this writer's alone (no other
+    worker writes into it) and never read by name (a reader that opened a checkpoint before it
+    was replaced has until the next checkpoint to finish); `release()` removes it when the run
+    ends, however it ends. A killed worker leaves it beside the checkpoint, as it may leave a
+    partial file.
+    """
 
     def __init__(self, on_saved: Callable[[int], None] | None = None):
         self.on_saved = on_saved
+        self._token = uuid.uuid4().hex[:8]
+        self._spares: set[str] = set()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any = None) -> None:
-        _write_atomically(str(path), lambda fs, partial: _save(checkpoint, fs, partial))
+        fs, target = fsspec.core.url_to_fs(str(path))
+        if isinstance(fs, LocalFileSystem):
+            self._save_in_spare(checkpoint, target)
+        else:
+            _write_atomically(str(path), lambda fs, partial: _upload(checkpoint, fs, partial))
         if self.on_saved is not None:
             self.on_saved(int(checkpoint.get("global_step", 0)))
+
+    def _save_in_spare(self, checkpoint: dict[str, Any], target: str) -> None:
+        spare = f"{target}.spare-{self._token}"
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        self._spares.add(spare)
+        with os.fdopen(os.open(spare, os.O_RDWR | os.O_CREAT, 0o666), "r+b") as file:
+            torch.save(checkpoint, file)  # the same bytes as into a buffer
+            file.truncate()  # a longer earlier checkpoint's tail
+        crash_point("checkpoint.write")
+        _replace_keeping(spare, target)
+
+    def release(self) -> None:
+        """Remove this writer's spare files; the checkpoints stay."""
+        for spare in self._spares:
+            for name in (spare, f"{spare}.old"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
+        self._spares.clear()

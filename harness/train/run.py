@@ -197,18 +197,21 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
     logger = TrackerLogger(run.tracker, run.run_id, run.experiment, run.logged, fence)
     local_root = (workspace.root if checkpoint_store.is_url(run.checkpoint_dir)
                   else Path(run.checkpoint_dir))
-    trainer = _trainer(config, logger, local_root, progress_bar, callbacks,
-                       AtomicCheckpointIO(supervisor.checkpointed))
-    with warnings.catch_warnings():
-        _quiet_known_lightning_warnings()
-        trainer.fit(module, datamodule=datamodule,
-                    ckpt_path=str(resume) if resume is not None else None)
-        ended_unvalidated = trainer.global_step % config.train.val_every
-        if ended_unvalidated or records.VAL_LOSS not in trainer.callback_metrics:
-            trainer.validate(module, datamodule=datamodule, verbose=False)
-    if fence is not None:
-        fence.check(always=True)
-    trainer.save_checkpoint(run.checkpoint)
+    checkpoint_io = AtomicCheckpointIO(supervisor.checkpointed)
+    trainer = _trainer(config, logger, local_root, progress_bar, callbacks, checkpoint_io)
+    try:
+        with warnings.catch_warnings():
+            _quiet_known_lightning_warnings()
+            trainer.fit(module, datamodule=datamodule,
+                        ckpt_path=str(resume) if resume is not None else None)
+            ended_unvalidated = trainer.global_step % config.train.val_every
+            if ended_unvalidated or records.VAL_LOSS not in trainer.callback_metrics:
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+        if fence is not None:
+            fence.check(always=True)
+        trainer.save_checkpoint(run.checkpoint)
+    finally:
+        checkpoint_io.release()  # its spare file: the run's folder keeps the checkpoint alone
     return trainer
 
 
