@@ -7,25 +7,13 @@ harness's entry points run there.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from test_cli_train import TINY, harness  # tests/ is on the path (its conftest.py)
 
 from harness.bench import run_bench
 from harness.bench_model import run_model_bench
 from harness.models import MemoryLayer
-
-TINY = ["--set", "model.n_layer=1", "--set", "model.d_model=32", "--set", "model.n_head=2",
-        "--tokenizer", "byte", "--set", "data.seq_len=32", "--set", "data.batch_size=4",
-        "--set", "data.val_batches=1", "--set", "train.val_every=2"]
-
-
-def harness(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, check=False)
 
 
 def test_layer_on_cuda_matches_the_cpu_values_and_gradients():
