@@ -2,7 +2,9 @@
 
 On CUDA the memory layer takes its reference path (`embedding_bag`); these tests check it
 matches the CPU, trains under bf16-mixed on one device and with DDP on two, and that the
-harness's entry points run there.
+harness's entry points run there. Run them where a GPU is lent with benchmarks/gpu_check.sh
+(which also times `harness bench --device cuda`); elsewhere, CI included, they report as
+skipped. (No conftest.py here: a second one would shadow tests/conftest.py's importable names.)
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from test_cli_train import TINY, harness  # tests/ is on the path (its conftest.
 from harness.bench import run_bench
 from harness.bench_model import run_model_bench
 from harness.models import MemoryLayer
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs CUDA: run benchmarks/gpu_check.sh on a GPU machine")
 
 
 def test_layer_on_cuda_matches_the_cpu_values_and_gradients():
