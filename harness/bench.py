@@ -270,12 +270,8 @@ def run_bench(
                     if not backward:
                         steps["reference"] = _step(reference, x, backward, target)
                     ms, note = interleaved_medians(steps, repeats)
-                    path = kernel if storage == "fp32" or not backward else "reference"
-                    if path != kernel:
-                        note = "; ".join(filter(None, [note, "memory layer on the reference "
-                                                       "path: the fused kernel trains fp32 "
-                                                       "tables only"]))
-                    rows.append(_row(width, tokens, dtype, pass_name, storage, path, bandwidth,
+                    # every timed storage is on the kernel: backward rows train fp32 tables
+                    rows.append(_row(width, tokens, dtype, pass_name, storage, kernel, bandwidth,
                                      memory, ms, note, other, cache))
     return rows
 

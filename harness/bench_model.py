@@ -1,7 +1,8 @@
 """Whole models, MemoryFormer against its dense twin: tokens/s of a training step and a forward.
 
-`harness bench --model`. The training step is what `harness train` runs per batch: forward and
-loss, backward, and the fused AdamW step of train/module.py, in each precision a run can choose:
+`harness bench --model`. The training step is what `harness train` runs per batch, less gradient
+clipping: forward and loss, backward, and a fused AdamW step (train/module.py's optimizer), in
+each precision a run can choose:
 fp32 (`32`), or bf16 autocast over fp32 master weights (`bf16`, Lightning's `bf16-mixed`; the
 memory layers keep fp32 tables and run on the fused kernel with bf16 activations). All models and
 precisions of one pass are timed in the same process with their repeats interleaved, so ratios

@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "
                                 "machine's memory bandwidth (the roofline); --attention: every "
-                                "attention against softmax over contexts")
+                                "attention against softmax over contexts; --model: whole models "
+                                "against their dense twin")
     from harness import bench_attention, bench_model
     from harness.bench import add_arguments
 
