@@ -48,7 +48,7 @@ def _train(args: argparse.Namespace) -> int:
     recording = Recording(tracking_uri=args.tracking_uri, experiment=args.experiment,
                           run_name=args.run_name)
     try:
-        result = train(config, recording=recording, resume=args.resume)
+        result = train(config, recording=recording, resume=args.resume, announce=_notice)
     except TrainingFailed as error:
         print(f"harness train: run {error.run_id} FAILED: {error}", file=sys.stderr)
         return 1
@@ -58,6 +58,10 @@ def _train(args: argparse.Namespace) -> int:
     print(f"browse it:  harness ui{_uri_flag(args.tracking_uri)}  "
           f"(experiment '{result.experiment}')")
     return 0
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _uri_flag(uri: str | None) -> str:
@@ -195,6 +199,7 @@ def _ablate(args: argparse.Namespace) -> int:
                                                         args.grace_period),
                         progress=not args.quiet, devices=args.devices, strategy=args.strategy,
                         checkpoint_dir=checkpoint_dir)
+    _prepare_kernel(study)
     # A study's stores are made before any other worker starts; a protocol's phases one by one.
     prepared = None if isinstance(study, Protocol) else prepare_study(study, settings)
     seeds = tuple(args.seeds) if args.seeds else None
@@ -217,6 +222,16 @@ def _ablate(args: argparse.Namespace) -> int:
             print(f"study {phase.name}: {len(cells)} cells finished; "
                   f"see `harness status {args.file}` and `harness ui`")
     return 0
+
+
+def _prepare_kernel(study) -> None:
+    """Build the fused kernel once, here, before workers start and trials time their steps."""
+    from harness.ablate.protocol import Protocol
+    from harness.train.kernel import prepare_kernel
+
+    phases = study.first_phases() if isinstance(study, Protocol) else [study]
+    prepare_kernel((phase.run_config(cell) for phase in phases
+                    for cell in (phase.cells() if phase.is_grid else [{}])), _notice)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -256,7 +256,7 @@ def test_a_database_blip_takes_no_live_worker_for_dead(tmp_path, tiny_set, make_
     mlflow_url = f"sqlite:///{tmp_path / 'mlflow.db'}"
     quick_logs = {**tiny_set, "train.log_every": 5}
     # long enough to be mid-trial all through the blip
-    path = write_study(tmp_path, quick_logs, "blip", steps=600, val_every=20, chunks=(4,))
+    path = write_study(tmp_path, quick_logs, "blip", steps=1500, val_every=20, chunks=(4,))
     worker = ablate(path, tmp_path / "w", "--storage", optuna_url, "--tracking-uri", mlflow_url,
                     "--heartbeat-interval", "1", "--grace-period", "20", wait=False)
     deadline = time.monotonic() + 300

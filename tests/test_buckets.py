@@ -56,8 +56,9 @@ class RecordingTracker:
         self.metrics: dict[str, float] = {}
         self.artifacts: list[tuple[str | None, str, dict[str, np.ndarray]]] = []
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
-        self.metrics.update(metrics)
+    def log_metric_steps(self, run_id: str, steps: dict[int, dict[str, float]]) -> None:
+        for metrics in steps.values():
+            self.metrics.update(metrics)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         with np.load(path) as arrays:
@@ -122,7 +123,21 @@ def test_counted_rows_are_the_layers_own_buckets():
     x = torch.randn(2, 7, 24)
     x[0, 0, :6] = 0.0  # sign(0) counts as +1
     for layer in (MemoryLayer(24, 8, chunk_size=4), MemoryLayer(24, 8, chunk_size=3, bucket_bits=5),
-                  MemoryLayer(24, 8, chunk_size=4, num_tables=9)):
+                  MemoryLayer(24, 8, chunk_size=4, num_tables=9),
+                  MemoryLayer(24, 8, chunk_size=4, kernel="reference")):  # torch's codes
         expected = layer.bucket_indices(x) + layer.row_offsets
-        rows = bucket_rows(layer, x)
+        rows = bucket_rows(layer, layer.hash_values(x))
         assert rows.dtype == expected.dtype and torch.equal(rows, expected)
+
+
+def test_hash_hooks_see_the_forwards_hash_values_until_removed():
+    torch.manual_seed(0)
+    layer, x = MemoryLayer(24, 8, chunk_size=4), torch.randn(3, 24)
+    seen = []
+    handle = layer.register_hash_hook(lambda module, h: seen.append((module, h)))
+    layer(x)
+    assert len(seen) == 1 and seen[0][0] is layer
+    assert torch.equal(seen[0][1], layer.hash_values(x))  # (3, K, b): what picked the rows
+    handle.remove()
+    layer(x)
+    assert len(seen) == 1

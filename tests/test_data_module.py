@@ -118,6 +118,10 @@ def test_batch_of_a_step_depends_only_on_seed_and_step(tmp_path):
     assert torch.equal(resumed, first[5]) and torch.equal(stream.batch(2), first[2])
     assert not torch.equal(first[0], first[1])
     assert not torch.equal(StepBatches(windows, batch_size=4, seed=1).batch(0), first[0])
+    offsets = np.array([0, 7, 3, len(windows) - 1])  # one indexed read: the windows, stacked
+    gathered = windows.gather(offsets)
+    assert gathered.dtype == torch.int64
+    assert torch.equal(gathered, torch.stack([windows[int(o)] for o in offsets]))
 
 
 def test_validation_windows_are_fixed_disjoint_and_in_order(tmp_path):

@@ -150,7 +150,9 @@ def test_a_study_survives_a_restart_of_its_tracking_server(tmp_path, tiny_set, m
     artifacts, port = tmp_path / "served", free_port()
     server = serve(store, artifacts, port)
     url = f"http://127.0.0.1:{port}"
-    path = study_file(tmp_path, tiny_set, "restarted", steps=120, val_every=40,
+    # long enough that both trials are mid-run when the server stops (metrics are written at
+    # validations and every 5 s)
+    path = study_file(tmp_path, tiny_set, "restarted", steps=600, val_every=40,
                       axes={"model.chunk_size": [4, 8]}, seeds=[0])
     args = ["--storage", optuna_url, "--tracking-uri", url, *BEAT]
     workers = [ablate(path, tmp_path / f"worker{i}", *args, env=harness_env(**RETRY_ENV))
@@ -188,7 +190,7 @@ def test_a_study_survives_a_restart_of_its_tracking_server(tmp_path, tiny_set, m
     assert all(r.info.status == "FINISHED" for r in [*parents, *children])
     for run in children:  # every step's loss reached the store, before and after the restart
         history = Tracker(url).metric_entries(run.info.run_id, "train/loss")
-        assert sorted(m.step for m in history) == list(range(1, 121))
+        assert sorted(m.step for m in history) == list(range(1, 601))
         times = [m.timestamp for m in history]
         assert min(times) < stopped and max(times) > restarted
         assert Tracker(url).download_artifact(run.info.run_id, "config.yaml",

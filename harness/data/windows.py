@@ -31,11 +31,19 @@ class TokenWindows(Dataset[torch.Tensor]):
         return max(self.num_tokens - self.seq_len, 0)  # number of valid offsets
 
     def __getitem__(self, offset: int) -> torch.Tensor:
+        # np.array copies: torch.from_numpy of a read-only memmap would warn and alias the file
+        window = np.array(self._mapped()[offset:offset + self.seq_len + 1], dtype=np.int64)
+        return torch.from_numpy(window)
+
+    def gather(self, offsets: np.ndarray) -> torch.Tensor:
+        """The windows at `offsets` (B,) stacked, (B, seq_len + 1) int64, in one indexed read."""
+        index = offsets[:, None] + np.arange(self.seq_len + 1)  # (B, seq_len + 1)
+        return torch.from_numpy(self._mapped()[index].astype(np.int64))
+
+    def _mapped(self) -> np.ndarray:
         if self._tokens is None:
             self._tokens = np.memmap(self.path, dtype=self.dtype, mode="r")
-        # np.array copies: torch.from_numpy of a read-only memmap would warn and alias the file
-        window = np.array(self._tokens[offset:offset + self.seq_len + 1], dtype=np.int64)
-        return torch.from_numpy(window)
+        return self._tokens
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_tokens": None}
@@ -56,7 +64,7 @@ class StepBatches(IterableDataset[torch.Tensor]):
     def batch(self, step: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(mix_seed(self.seed, step))
         offsets = torch.randint(len(self.windows), (self.batch_size,), generator=generator)
-        return torch.stack([self.windows[offset] for offset in offsets.tolist()])
+        return self.windows.gather(offsets.numpy())
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         worker = get_worker_info()

@@ -3,9 +3,11 @@
 `lookup(h, tables, temperature, weighting)` returns what MemoryLayer's reference path computes
 from the hash values h (..., K, b): sum_k p(h_k) tables[k, bucket(h_k)], as one autograd op whose
 backward gives the gradient of h (through p) and of the tables (only the rows read are non-zero).
-The kernel (csrc/memory_lookup.cpp) is compiled once per machine with torch's extension builder
-into torch's extension cache (TORCH_EXTENSIONS_DIR). Where it cannot build (no C++ compiler, no
-ninja), `available()` says why and MemoryLayer falls back to the reference path, warning once.
+The kernel (csrc/memory_lookup.cpp) is compiled once per Python environment (about 30 s) with
+torch's extension builder into torch's extension cache (TORCH_EXTENSIONS_DIR); `build_folder()`
+says where, `is_built()` whether a build is there already. Where it cannot build (no C++
+compiler, no ninja), `available()` says why and MemoryLayer falls back to the reference path,
+warning once.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _build() -> ModuleType | str:
         return f"disabled by {DISABLE_ENV}=0"
     from torch.utils import cpp_extension  # heavy import, only when the kernel is first needed
 
-    log.info("building the fused memory-layer kernel (once per machine and environment)")
+    log.info("building the fused memory-layer kernel (once per Python environment)")
     flags = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp",
              # lets the compiler vectorize the dot products' sums (no effect on comparisons)
              "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
@@ -48,7 +50,7 @@ def _build() -> ModuleType | str:
             # installed package and a source checkout share one build, and two environments
             # (a dev venv and tox's) keep one each instead of rebuilding each other's.
             module = cpp_extension.load_inline(
-                name=f"harness_memory_lookup_{_environment_digest()}",
+                name=_module_name(),
                 cpp_sources=[SOURCE.read_text()], extra_cflags=flags,
                 extra_ldflags=["-fopenmp", "-lmvec"], verbose=False)
         for warning in caught:
@@ -58,6 +60,25 @@ def _build() -> ModuleType | str:
         lines = str(error).strip().splitlines() or [type(error).__name__]
         errors = [line for line in lines if "error" in line.lower()]  # the compiler's first
         return f"the C++ build failed: {(errors[1:2] or errors or lines)[0].strip()[:300]}"
+
+
+def _module_name() -> str:
+    return f"harness_memory_lookup_{_environment_digest()}"
+
+
+def build_folder() -> Path:
+    """Where this environment's build of the kernel lives (or will)."""
+    from torch.utils import cpp_extension
+
+    return Path(cpp_extension._get_build_directory(_module_name(), verbose=False))
+
+
+def is_built() -> bool:
+    """Whether this environment has a compiled kernel (loading it then takes under a second).
+    A changed source is rebuilt on load all the same; this only says whether a wait is likely."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return True  # nothing will be built
+    return (build_folder() / f"{_module_name()}.so").exists()
 
 
 def _environment_digest() -> str:
@@ -102,6 +123,19 @@ def lookup(h: torch.Tensor, tables: torch.Tensor, temperature: float, weighting:
     y = _Lookup.apply(flat, tables, scale, kernel, 2.0 / temperature,
                       weighting == "l1")  # (N, H)
     return y.to(h.dtype).view(*h.shape[:-2], tables.size(-1))
+
+
+def bucket_codes(h: torch.Tensor) -> torch.Tensor | None:
+    """h (..., K, b) -> int32 (..., K): each table's bucket, as MemoryLayer.hash_indices gives
+    it; None where the kernel does not apply (not a float32 CPU tensor, b too large, no build).
+    The kernel's hash computes the weights too; for counting it is still ~5x the torch ops."""
+    if h.device.type != "cpu" or h.dtype != torch.float32 or h.size(-1) > MAX_BUCKET_BITS:
+        return None
+    kernel = _build()
+    if not isinstance(kernel, ModuleType):
+        return None
+    rows, _ = kernel.hash_forward(h.reshape(-1, *h.shape[-2:]).contiguous(), 1.0, False)
+    return rows.view(h.shape[:-1])
 
 
 def read_bandwidth(nbytes: int, passes: int, repeats: int = 5) -> float:

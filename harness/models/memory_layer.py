@@ -33,10 +33,13 @@ else is needed: the kernel builds itself on first use.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from harness.models import fused_lookup
 
@@ -87,6 +90,7 @@ class MemoryLayer(nn.Module):
         self.weighting = weighting
         self.init_std = init_std
         self.kernel = kernel
+        self._hash_hooks: OrderedDict[int, Callable] = OrderedDict()
 
         self.tables = nn.Parameter(torch.empty(num_tables, 2**bucket_bits, out_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
@@ -159,14 +163,24 @@ class MemoryLayer(nn.Module):
 
     def bucket_indices(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_features) -> LongTensor (..., K) in [0, 2**b). Not differentiable."""
-        return self._indices(self.hash_values(x))
+        return self.hash_indices(self.hash_values(x))
 
     def bucket_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_features) -> (..., K): p(z) of Eq. 10, times ||z||_1 for `l1` weighting."""
         return self._weights(self.hash_values(x))
 
+    def register_hash_hook(self, hook: Callable[[MemoryLayer, torch.Tensor], None]
+                           ) -> RemovableHandle:
+        """Call hook(layer, h) with each forward's hash values h (..., K, b), the ones that pick
+        its rows: an observer (bucket counts) reads them without hashing the input again."""
+        handle = RemovableHandle(self._hash_hooks)
+        self._hash_hooks[handle.id] = hook
+        return handle
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.hash_values(x)  # (..., K, b)
+        for hook in self._hash_hooks.values():
+            hook(self, h)
         y = self._fused(h) if self.kernel != "reference" else None
         if y is None:
             y = self.reference(h)
@@ -176,7 +190,7 @@ class MemoryLayer(nn.Module):
 
     def reference(self, h: torch.Tensor) -> torch.Tensor:
         """Hash values (..., K, b) -> (..., out_features) in plain torch: the definition."""
-        rows = (self._indices(h) + self.row_offsets).reshape(-1, self.num_tables)  # (N, K)
+        rows = (self.hash_indices(h) + self.row_offsets).reshape(-1, self.num_tables)  # (N, K)
         weights = self._weights(h).reshape(-1, self.num_tables)  # (N, K)
         # Each token is one bag of K rows of the flattened tables: a weighted gather-sum that reads
         # K * out_features values and writes gradient only into the rows it read (Eq. 12).
@@ -203,7 +217,8 @@ class MemoryLayer(nn.Module):
         return fused_lookup.lookup(h, self.tables, self.temperature, self.weighting,
                                    self.table_scale)
 
-    def _indices(self, h: torch.Tensor) -> torch.Tensor:
+    def hash_indices(self, h: torch.Tensor) -> torch.Tensor:
+        """Hash values (..., K, b) -> LongTensor (..., K): the bucket each table selects."""
         bits = (h >= 0).long()  # sign(0) counts as +1
         return (bits * self.bit_values).sum(-1)
 

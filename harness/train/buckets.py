@@ -1,6 +1,7 @@
 """Bucket usage of the memory layers (the paper's Figure 4): how evenly the hash fills each table.
 
-Counts are gathered over validation batches by forward hooks, so training pays nothing for them.
+Counts are gathered over validation batches by the layers' hash hooks (from the hash values the
+forward computed anyway), so training pays nothing for them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.models import MemoryLayer
+from harness.models import MemoryLayer, fused_lookup
 
 INT32_CODE_BITS = 31  # bucket codes of up to this many bits are exact in int32
 
@@ -32,15 +33,20 @@ def usage(counts: torch.Tensor) -> BucketUsage:
                        entropy=entropy.mean().item())
 
 
-def bucket_rows(layer: MemoryLayer, x: torch.Tensor) -> torch.Tensor:
-    """The flat table rows (..., K) `layer` selects for `x`: bucket_indices(x) + row_offsets.
+def bucket_rows(layer: MemoryLayer, h: torch.Tensor) -> torch.Tensor:
+    """The flat table rows (..., K) `layer` selects for hash values h (..., K, b): its bucket
+    indices + row_offsets.
 
-    The sign bits are summed in int32 where the codes fit: on the CPU, the layer's int64 sum
-    takes several times as long as its whole fused lookup.
+    The fused kernel's hash gives the codes where it applies; elsewhere the sign bits are summed
+    in int32 where the codes fit: on the CPU, the layer's int64 sum takes several times as long
+    as its whole fused lookup.
     """
+    codes = fused_lookup.bucket_codes(h) if layer.kernel != "reference" else None
+    if codes is not None:
+        return codes.long() + layer.row_offsets
     if layer.bucket_bits > INT32_CODE_BITS:
-        return layer.bucket_indices(x) + layer.row_offsets
-    bits = (layer.hash_values(x) >= 0).to(torch.int32)  # sign(0) counts as +1, as in the layer
+        return layer.hash_indices(h) + layer.row_offsets
+    bits = (h >= 0).to(torch.int32)  # sign(0) counts as +1, as in the layer
     codes = (bits * layer.bit_values.to(torch.int32)).sum(-1, dtype=torch.int32)  # (..., K)
     return codes.long() + layer.row_offsets
 
@@ -56,7 +62,7 @@ class BucketCounter:
 
     def attach(self) -> None:
         for name, layer in self.layers.items():
-            self._hooks.append(layer.register_forward_pre_hook(self._hook(name)))
+            self._hooks.append(layer.register_hash_hook(self._hook(name)))
 
     def detach(self) -> None:
         for hook in self._hooks:
@@ -68,9 +74,9 @@ class BucketCounter:
             counts.zero_()
 
     def _hook(self, name: str):
-        def count(layer: MemoryLayer, args: tuple) -> None:
+        def count(layer: MemoryLayer, h: torch.Tensor) -> None:
             with torch.no_grad():
-                rows = bucket_rows(layer, args[0])
+                rows = bucket_rows(layer, h)
                 hits = torch.bincount(rows.flatten().cpu(), minlength=self.counts[name].numel())
                 self.counts[name] += hits.view_as(self.counts[name])
         return count

@@ -84,6 +84,21 @@ class Throughput(pl.Callback):
         return out
 
 
+class ValidationClock(pl.Callback):
+    """Seconds inside validation passes (their forwards and bucket counts; the checkpoint
+    written after each is the checkpoint writer's time), summed over this process."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+
 class PeakMemoryMonitor(pl.Callback):
     """Peak memory since this fit started: CUDA allocator peak, or the process's resident-set
     high-water mark, reset at fit start (Linux), so a worker that ran an earlier, larger trial

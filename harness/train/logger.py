@@ -9,15 +9,17 @@ run's history has one value per step however often it was resumed (and within on
 where Lightning's hooks may report a step twice). A `fence` is asked before
 every write (see fence.py).
 
-Each MLflow write is a database transaction, so the metrics of one step (the module's loss, then
-each callback's) are held and written as one batch: by `FlushMetrics` once every callback has
-logged them (before the step's checkpoint is written, so a checkpoint never holds a step whose
-metrics are not in the run), when a later step logs, and when the trainer finishes or fails.
+Each MLflow write is a database transaction (7 ms on SQLite), so metrics are held and written
+in batches: by `FlushMetrics` after a step once `flush_seconds` have passed since the last write,
+after each validation (before its checkpoint is written, so a checkpoint never holds a step whose
+metrics are not in the run), and when the trainer finishes or fails. A worker killed between
+writes loses only steps after its checkpoint, which the resumed run trains and logs again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +34,22 @@ from harness.train.fence import Fence, Fenced
 _log = logging.getLogger(__name__)
 
 
+FLUSH_SECONDS = 5.0  # the longest a live run's curves lag behind its training
+
+
 class TrackerLogger(Logger):
     def __init__(self, tracker: Tracker, run_id: str, experiment: str,
-                 logged: dict[str, int] | None = None, fence: Fence | None = None):
+                 logged: dict[str, int] | None = None, fence: Fence | None = None,
+                 flush_seconds: float = FLUSH_SECONDS):
         super().__init__()
         self.tracker = tracker
         self.run_id = run_id
         self._experiment = experiment
         self.logged = dict(logged or {})
         self.fence = fence
-        self._pending: dict[str, float] = {}  # metrics of `_pending_step` not written yet
-        self._pending_step = 0
+        self.flush_seconds = flush_seconds
+        self._pending: dict[int, dict[str, float]] = {}  # step -> metrics not written yet
+        self._written = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -58,27 +65,27 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Held until the step's batch is written (see flush)."""
+        """Held until the next write (see flush)."""
         step = step or 0
         metrics = {k: float(v) for k, v in metrics.items()
                    if k != "epoch" and step > self.logged.get(k, -1)}
         if not metrics:
             return
-        if self._pending and step != self._pending_step:
-            self.flush()
-        self._pending.update(metrics)
-        self._pending_step = step
+        self._pending.setdefault(step, {}).update(metrics)
         self.logged.update(dict.fromkeys(metrics, step))  # one value per step, first wins
 
     @rank_zero_only
-    def flush(self) -> None:
-        """Write the held metrics as one batch, fenced."""
-        if not self._pending:
+    def flush(self, due_only: bool = False) -> None:
+        """Write the held metrics as one batch, fenced; with `due_only`, only once
+        `flush_seconds` have passed since the last write."""
+        if not self._pending or (due_only
+                                 and time.monotonic() - self._written < self.flush_seconds):
             return
         if self.fence is not None:
             self.fence.check()
-        metrics, self._pending = self._pending, {}
-        self.tracker.log_metrics(self.run_id, metrics, self._pending_step)
+        steps, self._pending = self._pending, {}
+        self.tracker.log_metric_steps(self.run_id, steps)
+        self._written = time.monotonic()
         crash_point("log")
 
     @rank_zero_only
@@ -93,7 +100,7 @@ class TrackerLogger(Logger):
         except Fenced:
             self._pending = {}  # another worker owns the run now: write nothing
         except Exception as error:  # the failure that ended training stays the one reported
-            _log.warning("metrics of step %d not logged (%s: %s)", self._pending_step,
+            _log.warning("metrics of steps %s not logged (%s: %s)", sorted(self._pending),
                          type(error).__name__, str(error)[:200])
 
     @rank_zero_only
@@ -106,11 +113,11 @@ class TrackerLogger(Logger):
 
 class FlushMetrics(pl.Callback):
     """Writes the logger's held metrics once every earlier callback has logged its own: after
-    each optimiser step, each validation (before the checkpoint that follows it) and the fit.
-    Given after every callback that logs, before SaveAfterValidation."""
+    an optimiser step when a write is due, after each validation (before the checkpoint that
+    follows it) and the fit. Given after every callback that logs, before SaveAfterValidation."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        _flush(trainer)
+        _flush(trainer, due_only=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _flush(trainer)
@@ -119,6 +126,6 @@ class FlushMetrics(pl.Callback):
         _flush(trainer)
 
 
-def _flush(trainer: pl.Trainer) -> None:
+def _flush(trainer: pl.Trainer, due_only: bool = False) -> None:
     if isinstance(trainer.logger, TrackerLogger):
-        trainer.logger.flush()
+        trainer.logger.flush(due_only)

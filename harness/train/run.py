@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,10 @@ from harness.train.callbacks import (
     PeakMemoryMonitor,
     SaveAfterValidation,
     Throughput,
+    ValidationClock,
 )
 from harness.train.fence import FenceCheck, Fenced
+from harness.train.kernel import prepare_kernel
 from harness.train.logger import FlushMetrics, TrackerLogger
 from harness.train.module import CausalLM, NonFiniteLossError
 from harness.train.recording import (
@@ -89,6 +91,7 @@ def train(
     callbacks: list[pl.Callback] | None = None,
     supervisor: Supervisor | None = None,
     progress_bar: bool = True,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
 
@@ -96,7 +99,8 @@ def train(
     the steps it already logged are not logged twice. Checkpoints go to
     `workspace.checkpoints/RUN_ID/` (a shared path or an fsspec URL lets another machine resume
     them). A `supervisor` (the study runner) hears of the run and its checkpoints and may fence
-    it off (see recording.Supervisor).
+    it off (see recording.Supervisor). `announce` hears one-line notices meant for a person
+    (the fused kernel's first build).
     """
     uri = resolve_tracking_uri(recording.tracking_uri, workspace)
     check_tracking_uri(uri, recording.patience)
@@ -109,20 +113,29 @@ def train(
     config = resolve_budget(dataclasses.replace(  # the vocabulary moves a FLOPs budget's steps
         config, model=config.model.replace(vocab_size=datamodule.tokenizer.vocab_size)))
     supervisor = supervisor or Supervisor()
+    prepare_kernel([config], announce)  # setup, not the first optimiser step
     run = _open_run(Tracker(uri, artifact_root=workspace.artifacts), config, datamodule,
                     recording, workspace, run_id, resumed_step, supervisor)
     throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
                             flops_per_token(config.model, config.seq_len))
+    validation = ValidationClock()
+    checkpoint_io = AtomicCheckpointIO(supervisor.checkpointed)
     with _ends_on_error(run.tracker, run.run_id):
         checkpoint_store.write_text(checkpoint_store.join(run.checkpoint_dir, "config.yaml"),
                                     config.to_yaml())
-        trainer = _fit(config, datamodule, run, workspace, supervisor,
-                       [throughput, BudgetClock(config), CrashPoints(), *(callbacks or [])],
-                       progress_bar, resume)
+        trainer = _fit(config, datamodule, run, workspace, supervisor, checkpoint_io,
+                       [throughput, validation, BudgetClock(config), CrashPoints(),
+                        *(callbacks or [])], progress_bar, resume)
         if config.train.log_checkpoint:
             log_checkpoint(run.tracker, run.run_id, run.checkpoint_dir)
+        # where the time outside optimiser steps went (this process's share, as step_seconds);
+        # a run resumed at its last step (its worker died after training) keeps its first values
+        spent = {records.VALIDATION_SECONDS: validation.seconds,
+                 records.CHECKPOINT_SECONDS: checkpoint_io.seconds}
+        if not all(run.logged.get(key, -1) >= trainer.global_step for key in spent):
+            run.tracker.log_metrics(run.run_id, spent, step=trainer.global_step)
     metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items()},
-               **throughput.metrics()}
+               **throughput.metrics(), **spent}
     run.tracker.end_run(run.run_id, "FINISHED")
     return TrainResult(run.run_id, recording.experiment, uri, metrics, run.checkpoint,
                        trainer.global_step)
@@ -183,8 +196,8 @@ def _ends_on_error(tracker: Tracker, run_id: str) -> Iterator[None]:
 
 
 def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Workspace,
-         supervisor: Supervisor, callbacks: list[pl.Callback], progress_bar: bool,
-         resume: Path | str | None) -> pl.Trainer:
+         supervisor: Supervisor, checkpoint_io: AtomicCheckpointIO, callbacks: list[pl.Callback],
+         progress_bar: bool, resume: Path | str | None) -> pl.Trainer:
     """Fit to max_steps, validate the final step, and write the final checkpoint."""
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     module = CausalLM(config)
@@ -197,7 +210,6 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
     logger = TrackerLogger(run.tracker, run.run_id, run.experiment, run.logged, fence)
     local_root = (workspace.root if checkpoint_store.is_url(run.checkpoint_dir)
                   else Path(run.checkpoint_dir))
-    checkpoint_io = AtomicCheckpointIO(supervisor.checkpointed)
     trainer = _trainer(config, logger, local_root, progress_bar, callbacks, checkpoint_io)
     try:
         with warnings.catch_warnings():
@@ -209,7 +221,8 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
                 trainer.validate(module, datamodule=datamodule, verbose=False)
         if fence is not None:
             fence.check(always=True)
-        trainer.save_checkpoint(run.checkpoint)
+        if checkpoint_io.saved_step != trainer.global_step:  # not just saved by the validation
+            trainer.save_checkpoint(run.checkpoint)
     finally:
         checkpoint_io.release()  # its spare file: the run's folder keeps the checkpoint alone
     return trainer
