@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import signal
 import sys
@@ -47,6 +48,7 @@ def _train(args: argparse.Namespace) -> int:
                               {key: value for key, value in flags.items() if value is not None})
     recording = Recording(tracking_uri=args.tracking_uri, experiment=args.experiment,
                           run_name=args.run_name)
+    _quiet_libraries()
     try:
         result = train(config, recording=recording, resume=args.resume, announce=_notice)
     except TrainingFailed as error:
@@ -60,6 +62,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """MLflow's and alembic's INFO lines off (the study runner quiets Optuna's itself)."""
+    from harness.tracking.client import quiet_store_logs
+
+    quiet_store_logs()
+
+
 def _notice(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -71,8 +80,9 @@ def _uri_flag(uri: str | None) -> str:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from harness.tracking.client import Tracker
     from harness.tracking.stores import resolve_tracking_uri
-    from harness.tracking.ui import start_ui, stop_ui, wait_until_up
+    from harness.tracking.ui import experiment_page, start_ui, stop_ui, wait_until_up
 
     uri = resolve_tracking_uri(args.tracking_uri)
     process = start_ui(uri, args.host, args.port)
@@ -80,6 +90,8 @@ def _ui(args: argparse.Namespace) -> int:
     try:
         wait_until_up(url, process=process)
         print(f"MLflow UI on {url} (Ctrl-C stops it)", flush=True)
+        for name, experiment_id in Tracker(uri).experiments():
+            print(f"  {name}: {experiment_page(url, experiment_id)}", flush=True)
         process.wait()
     except KeyboardInterrupt:
         pass
@@ -193,6 +205,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
     study = _load_study(args)  # validates every cell (of every phase) before anything runs
     storage = _storage(args)
+    _quiet_libraries()
     checkpoint_dir = args.checkpoint_dir or study.checkpoint_dir
     settings = Settings(storage=storage, tracking_uri=resolve_tracking_uri(args.tracking_uri),
                         heartbeat=Heartbeat.for_storage(storage, args.heartbeat_interval,
@@ -200,6 +213,7 @@ def _ablate(args: argparse.Namespace) -> int:
                         progress=not args.quiet, devices=args.devices, strategy=args.strategy,
                         checkpoint_dir=checkpoint_dir)
     _prepare_kernel(study)
+    started = datetime.datetime.now()  # Optuna's trial times: the local clock, naive
     # A study's stores are made before any other worker starts; a protocol's phases one by one.
     prepared = None if isinstance(study, Protocol) else prepare_study(study, settings)
     seeds = tuple(args.seeds) if args.seeds else None
@@ -219,9 +233,23 @@ def _ablate(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         for phase, cells in phases:
-            print(f"study {phase.name}: {len(cells)} cells finished; "
-                  f"see `harness status {args.file}` and `harness ui`")
+            print(_finished_line(phase.name, cells, started))
+        names = " ".join(phase.name for phase, _ in phases)
+        print(f"next: `harness report {phases[-1][0].name}` writes reports/"
+              f"{phases[-1][0].name}/; `harness ui{_uri_flag(args.tracking_uri)}` browses "
+              f"{'them' if len(phases) > 1 else 'it'} (experiment{'s' * (len(phases) > 1)} "
+              f"{names}); `harness status {args.file}` lists the cells")
     return 0
+
+
+def _finished_line(name: str, cells, started) -> str:
+    """What this command did: cells trained now, and those it found done (not run again)."""
+    now = sum(c.trial.datetime_complete is not None and c.trial.datetime_complete >= started
+              for c in cells)
+    pruned = sum(c.trial.state.name == "PRUNED" for c in cells)
+    return (f"study {name}: {len(cells)} cells finished: {now} trained now, "
+            f"{len(cells) - now} already done (not run again)"
+            + (f", {pruned} pruned" if pruned else ""))
 
 
 def _prepare_kernel(study) -> None:

@@ -71,13 +71,68 @@ def test_corpus_too_small_is_refused_by_the_real_command(tmp_path, small_corpus)
     assert not (tmp_path / ".harness" / "mlflow.db").exists()
 
 
-def test_train_prints_the_run_and_how_to_browse_it(tmp_path):
-    result = harness(tmp_path, "train", *TINY, "--max-steps", "2",
+BANNERS = ("GPU available", "TPU available", "Tip:", "litlogger", "litmodels", "weights_only",
+           "Epoch 0", "Validation", "Creating initial MLflow database", "max_steps=",
+           "A new study created")
+
+
+def bar_lines(stderr: str) -> list[str]:
+    """tqdm's redraws of one line (carriage returns), as separate strings."""
+    return [part for line in stderr.splitlines() for part in line.split("\r") if part.strip()]
+
+
+def test_train_prints_a_header_one_bar_and_where_its_run_is(tmp_path):
+    result = harness(tmp_path, "train", *TINY, "--max-steps", "3",
                      "--set", f"data.cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 0, result.stderr
-    assert "run " in result.stdout and "finished: val/loss" in result.stdout
-    assert "harness ui" in result.stdout
+    out, err = result.stdout.splitlines(), bar_lines(result.stderr)
+    assert err[0].startswith("model: memoryformer-nano (memoryformer, 1 blocks, d 32), ")
+    assert err[1].startswith("data:  shakespeare, byte tokenizer, ")
+    assert "3 steps of 4 x 32" in err[1]
+    assert err[2].startswith("store: sqlite:///") and "experiment 'train', run " in err[2]
+    bars = err[3:]
+    assert bars and all(line.startswith("train: ") for line in bars)  # one bar, no other
+    assert "3/3" in bars[-1] and "loss=" in bars[-1]
+    assert not [line for line in result.stdout.splitlines() + err
+                if any(banner in line for banner in BANNERS)]
+    assert len(out) == 3  # the closing lines, and nothing else on stdout
+    assert out[0].startswith("run ") and "finished: val/loss" in out[0]
+    assert out[1].startswith("checkpoint: ") and out[1].endswith("last.ckpt")
+    assert out[2].startswith("browse it:  harness ui")
     assert (tmp_path / ".harness" / "mlflow.db").exists()
+
+
+def test_a_study_prints_one_bar_of_cells_and_what_it_ran(tmp_path):
+    study = tmp_path / "tiny.yaml"
+    study.write_text(f"""name: tiny
+base:
+  preset: memoryformer-nano
+  set: {{model.n_layer: 1, model.d_model: 32, model.n_head: 2, data.tokenizer: byte,
+         data.seq_len: 32, data.batch_size: 4, data.val_batches: 1,
+         data.cache_dir: {tmp_path / 'cache'}}}
+budget: {{steps: 4, val_every: 2}}
+axes: {{model.chunk_size: [4, 8]}}
+seeds: [0]
+""")
+    first = harness(tmp_path, "ablate", str(study))
+    assert first.returncode == 0, first.stderr
+    err = bar_lines(first.stderr)
+    assert not [line for line in first.stdout.splitlines() + err
+                if any(banner in line for banner in BANNERS)]
+    drawn = [line for line in err if line.strip("\x1b[A ")]  # not the cleared trial bar
+    # the study's bar of cells, and under it each running cell's bar of steps
+    assert {line.split(":")[0] for line in drawn} == {"tiny", "chunk_size=4,seed=0",
+                                                      "chunk_size=8,seed=0"}
+    assert any(line.startswith("chunk_size=4,seed=0:") and "step" in line for line in drawn)
+    assert "2/2" in [line for line in drawn if line.startswith("tiny:")][-1]
+    out = first.stdout.splitlines()
+    assert [line.split(" [")[0] for line in out[:2]] == ["trial 0", "trial 1"]
+    assert out[2] == "study tiny: 2 cells finished: 2 trained now, 0 already done (not run again)"
+    assert out[3].startswith("next: `harness report tiny` writes reports/tiny/; `harness ui` ")
+    again = harness(tmp_path, "ablate", str(study))
+    assert again.returncode == 0, again.stderr
+    assert "study tiny: 2 cells finished: 0 trained now, 2 already done (not run again)" in (
+        again.stdout.splitlines())
 
 
 def test_train_in_bf16_mixed_clips_gradients_with_the_fused_optimizer(tmp_path):

@@ -73,7 +73,7 @@ metric_list:
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lm_eval")
     config = build_run_config("memoryformer-nano", [*TINY, f"data.cache_dir={tmp}"])
-    return train(config, workspace=Workspace(tmp / "home"), progress_bar=False), tmp / "home"
+    return train(config, workspace=Workspace(tmp / "home"), progress_bar=None), tmp / "home"
 
 
 @pytest.fixture(scope="module")

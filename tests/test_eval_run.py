@@ -44,7 +44,7 @@ def trained(tmp_path_factory) -> Trained:
     config = build_run_config("memoryformer-nano",
                               [*TINY, f"data.cache_dir={tmp}", "train.log_checkpoint=true"])
     workspace = Workspace(tmp / "home")
-    result = train(config, workspace=workspace, progress_bar=False)
+    result = train(config, workspace=workspace, progress_bar=None)
     return Trained(tmp, workspace, result)
 
 
@@ -108,7 +108,7 @@ def test_a_run_id_finds_a_checkpoint_written_to_a_shared_folder(trained, tmp_pat
     config = build_run_config("memoryformer-nano", [*TINY, f"data.cache_dir={trained.tmp}"])
     shared = tmp_path / "nfs"
     result = train(config, workspace=Workspace(tmp_path / "machine-a", shared.as_uri()),
-                   progress_bar=False, recording=Recording(tracking_uri=trained.tracker.uri))
+                   progress_bar=None, recording=Recording(tracking_uri=trained.tracker.uri))
     assert result.checkpoint.startswith(str(shared))
     results = evaluate(result.run_id, ["ppl:heldout"], workspace=Workspace(tmp_path / "machine-b"),
                        limit=8, tracking_uri=trained.tracker.uri)  # another machine: no local copy

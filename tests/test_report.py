@@ -20,7 +20,7 @@ from harness.report.cells import aggregate, layer_usage, per_run, study_info
 from harness.report.quantities import COSTS, STANDARD, legacy_costs
 from harness.report.reader import StudyRecords
 from harness.report.stats import paired, pareto_front
-from harness.report.tables import build_table, format_stat, latex_escape, to_csv, to_markdown
+from harness.report.tables import build_tables, format_stat, latex_escape, to_csv, to_markdown
 from harness.runs import records
 from harness.runs.records import COST_PAPER_FLOPS
 
@@ -66,6 +66,7 @@ def _trial(study: str, number: int, params: dict, kind: str, status: str = "FINI
     row.update({"params.model.d_model": str(d), "params.model.n_layer": str(layers),
                 "params.model.resolved_num_tables": str(tables),
                 "params.model.resolved_bucket_bits": str(chunk), "params.model.mlp_ratio": "4",
+                "params.model.chunk_size": str(chunk), "params.model.expansion_bits": "2",
                 "params.data.resolved_seq_len": str(seq), "params.model.vocab_size": str(vocab),
                 "params.model.kind": kind})
     label = records.cell_label(params)  # as the study runner names a trial's run
@@ -164,11 +165,20 @@ def two_axis_grid() -> StudyRecords:
     return StudyRecords(runs, _history(runs))
 
 
-def _table(records: StudyRecords, name: str):
+def _tables(records: StudyRecords, name: str):
     info = study_info(name, records.runs)
     runs = per_run(records.runs, info)
     match = paper.match_table(info.axis_names, list(runs["kind"].dropna().unique()))
-    return build_table(runs, info, match, cpu=True), runs, info
+    return build_tables(runs, info, match, cpu=True), runs, info
+
+
+def _table(records: StudyRecords, name: str):
+    tables, runs, info = _tables(records, name)
+    return tables.main, runs, info
+
+
+def _appendix(records: StudyRecords, name: str):
+    return _tables(records, name)[0].appendix
 
 
 def _golden(name: str, text: str) -> None:
@@ -181,9 +191,10 @@ def _golden(name: str, text: str) -> None:
 
 @pytest.mark.parametrize("make, name", [(bucket_bits, "bucket-bits"), (quickstart, "quickstart")])
 def test_tables_match_their_golden_files(make, name):
-    table, _, _ = _table(make(), name)
-    _golden(f"report_{name}_table.md", to_markdown(table))
-    _golden(f"report_{name}_table.csv", to_csv(table))
+    tables, _, _ = _tables(make(), name)
+    _golden(f"report_{name}_table.md", to_markdown(tables.main))
+    _golden(f"report_{name}_appendix.md", to_markdown(tables.appendix))
+    _golden(f"report_{name}_table.csv", to_csv(tables.main))
 
 
 def _with_logged_costs(records: StudyRecords) -> StudyRecords:
@@ -203,10 +214,11 @@ def test_logged_costs_build_the_table_the_legacy_formulas_build(make, name):
     trial_rows = logged.runs["tags.harness.role"] == "trial"
     paper_flops = logged.runs.loc[trial_rows, f"metrics.{COST_PAPER_FLOPS}"]
     assert paper_flops.notna().all()
-    table, _, _ = _table(records, name)
-    from_metrics, _, _ = _table(logged, name)
-    assert to_markdown(from_metrics) == to_markdown(table)
-    assert to_csv(from_metrics) == to_csv(table)
+    tables, _, _ = _tables(records, name)
+    from_metrics, _, _ = _tables(logged, name)
+    for part in ("main", "appendix"):
+        assert to_markdown(getattr(from_metrics, part)) == to_markdown(getattr(tables, part))
+    assert to_csv(from_metrics.main) == to_csv(tables.main)
 
 
 def test_a_logged_cost_wins_over_the_legacy_formula():
@@ -235,7 +247,10 @@ def test_table_has_one_row_per_cell_with_the_papers_numbers_beside_ours():
     assert theirs == ours + 1
     assert [row[theirs] for row in table.rows] == ["19.01", "18.82", "18.67"]
     column = "paper Q-layer table MB (MF-tiny, 2048 ctx, fp16)"
-    assert table.numbers[column].tolist() == [2.1, 16.8, 53.5]
+    assert table.numbers[column].tolist() == pytest.approx([2.1e6, 16.8e6, 53.5e6])  # bytes
+    appendix = _appendix(bucket_bits(), "bucket-bits")
+    assert [row[appendix.headers.index(column)] for row in appendix.rows] == [
+        "2.1", "16.8", "53.5"]  # MB, as ours beside it
 
 
 def test_a_failed_run_and_an_absent_metric_are_footnoted_not_fatal():
@@ -243,9 +258,11 @@ def test_a_failed_run_and_an_absent_metric_are_footnoted_not_fatal():
     rows = {row[0]: row for row in table.rows}
     assert rows["10"][1] == "1 [1]"  # one finished run, and a footnote saying why
     assert "seed 1 FAILED (TrainingFailed: training loss is nan" in table.notes[0]
-    peak = next(i for i, h in enumerate(table.headers) if h.startswith("peak mem MB"))
-    assert table.headers[peak] == "peak mem MB [2]"
-    assert "not recorded in 1 of 5 finished runs" in table.notes[1]
+    appendix = _appendix(bucket_bits(), "bucket-bits")
+    peak = next(i for i, h in enumerate(appendix.headers) if h.startswith("peak mem MB"))
+    assert appendix.headers[peak] == "peak mem MB [1]"
+    assert "not recorded in 1 of 5 finished runs" in appendix.notes[0]
+    rows = {row[0]: row for row in appendix.rows}
     assert rows["4"][peak] == "1000"  # from the one run that has it, without ±
 
 
@@ -264,14 +281,15 @@ def test_runs_from_older_harness_versions_lack_columns_and_still_report(tmp_path
     old = records.runs.drop(columns=["params.model.resolved_num_tables", "metrics.mem/peak_bytes",
                                      "tags.harness.cell_params"])
     result = write_report(StudyRecords(old, records.history), "bucket-bits", tmp_path, dpi=40)
-    text = (tmp_path / "table.md").read_text()
-    assert "FLOPs/token (paper approx.) [" in text and "peak mem MB [" in text
+    text = (tmp_path / "table_appendix.md").read_text()
+    left_out = next(line for line in text.splitlines() if line.startswith("Left out"))
+    assert "FLOPs/token (paper approx.)" in left_out and "peak mem MB" in left_out
     assert result.cells == 3
 
 
 def test_dense_rows_read_not_applicable_for_memory_only_columns():
     table, _, _ = _table(quickstart(), "quickstart")
-    assert paper.TABLE_1.columns[0].label in table.headers
+    assert paper.TABLE_1.columns[0].label in _appendix(quickstart(), "quickstart").headers
     numbers = table.numbers.set_index("preset")
     assert numbers.loc["dense-nano", "flops_paper.mean"] == 491520  # (4 + 2 r) d^2 = 12 d^2
     # MemoryFormer: 2 x (6 K d + 2 s d) + d V with K = 16, d = s = 128, V = 256
@@ -358,7 +376,7 @@ def test_every_figure_has_axis_labels_and_a_title(tmp_path):
     assert _labels(figures["effect"])[1][1] == "table memory, whole model (MB)"
     assert _labels(figures["buckets"])[0][:2] == ("share of buckets never hit (0 to 1)",
                                                   "memory layer")
-    assert _labels(figures["speed"])[0][1] == "training throughput (thousand tokens/s)"
+    assert _labels(figures["speed"])[0][0] == "training throughput (thousand tokens/s)"
     assert _labels(figures["heat"])[0][:2] == ("weight temperature t", "row weighting")
     for name, fig in figures.items():
         assert all(title for _, _, title in _labels(fig)) or fig.get_suptitle(), name
@@ -380,12 +398,14 @@ def test_write_report_writes_tables_figures_and_an_index(tmp_path):
 
 
 def test_the_attention_grid_sets_table_2_beside_ours_and_compares_kinds_per_attention(tmp_path):
-    table, _, _ = _table(efficient_attention(), "efficient-attention")
+    table = _appendix(efficient_attention(), "efficient-attention")
     headers = list(table.headers)
-    flops = headers.index("paper block GFLOPs, per sequence (Pythia-410M / MF-base, 2048 ctx)")
+    flops = headers.index("paper block FLOPs/token (Pythia-410M / MF-base, 2048 ctx)")
+    assert headers[flops - 1] == "block FLOPs/token"  # ours beside it, in the same unit
     by_cell = {(row[0], row[1]): row[flops] for row in table.rows}
-    assert by_cell == {("dense-nano", "softmax"): "34.4", ("dense-nano", "performer"): "26.7",
-                       ("memoryformer-nano", "softmax"): "10.2",
+    # the paper's GFLOPs per 2048-token sequence, per token: 34.4e9 / 2048 = 16.8M
+    assert by_cell == {("dense-nano", "softmax"): "16.8M", ("dense-nano", "performer"): "13.0M",
+                       ("memoryformer-nano", "softmax"): "4.98M",
                        ("memoryformer-nano", "performer"): ""}  # not in the paper
     write_report(efficient_attention(), "efficient-attention", tmp_path, dpi=40)
     index = (tmp_path / "index.md").read_text()

@@ -40,3 +40,7 @@ def test_a_trained_study_reports_from_its_store_and_logs_the_report(shrink, sett
     # the same store (a fresh one costs seconds of migrations) refuses a study it lacks
     with pytest.raises(ConfigError, match=r"no study 'absent'.*allowed: quickstart"):
         build_report("absent", settings.tracking_uri, tmp_path / "unused")
+    tracker.start_run("train", "dense-nano-s0", tags={})  # what `harness train` makes
+    with pytest.raises(ConfigError, match=r"'train' holds single runs .*, not a study; "
+                                          r"allowed: quickstart$"):
+        build_report("train", settings.tracking_uri, tmp_path / "unused")

@@ -32,7 +32,7 @@ def tiny(tmp_path, *extra: str):
 
 
 def run_train(tmp_path, config, **kwargs):
-    return train(config, workspace=Workspace(tmp_path / "home"), progress_bar=False,
+    return train(config, workspace=Workspace(tmp_path / "home"), progress_bar=None,
                  recording=Recording(experiment="test"), **kwargs)
 
 

@@ -13,7 +13,7 @@ import pytest
 from harness.ablate.runner import run_study
 from harness.ablate.study_file import load_study
 from harness.tracking.client import Tracker
-from harness.tracking.ui import start_ui, stop_ui, wait_until_up
+from harness.tracking.ui import experiment_page, start_ui, stop_ui, wait_until_up
 
 QUICKSTART = Path(__file__).parent.parent / "ablations" / "quickstart.yaml"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -37,11 +37,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rendered(chromium: str, url: str, profile: Path) -> str:
-    """The DOM after the page's scripts ran: what a person would see, as text."""
+def rendered(chromium: str, url: str, profile: Path, screenshot: Path | None = None) -> str:
+    """The DOM after the page's scripts ran: what a person would see, as text; with
+    `screenshot`, the page as a PNG too (1400 x 900)."""
     result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                              "--dump-dom", url], capture_output=True, text=True, timeout=120,
                             check=False)
+    if screenshot is not None:
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                        "--window-size=1400,900", f"--screenshot={screenshot}", url],
+                       capture_output=True, timeout=120, check=False)
     return result.stdout
 
 
@@ -55,9 +60,17 @@ def test_the_ui_lists_a_study_and_each_trial_page_shows_it(chromium, shrink, set
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(base, process=server)
-        listing = rendered(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "p1")
+        shot = tmp_path / "experiment.png"
+        listing = rendered(chromium, experiment_page(base, experiment), tmp_path / "p1", shot)
+        # the training view: its runs table, not the GenAI overview of traces
+        assert ">Runs<" in listing and "Run Name" in listing
+        assert ">Overview<" not in listing and "Detect Issues" not in listing
         assert f">{study.name}<" in listing  # the parent run, by name
         assert f"<strong>{1 + len(cells)}</strong> matching runs" in listing  # parent + trials
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+        assert tracker.experiments()[0] == (study.name, experiment)
+        kind = tracker._client.get_experiment(experiment).tags
+        assert kind["mlflow.experimentKind"] == "custom_model_development"
         trial = cells[0].trial  # one trial's own page (each page costs Chromium ~20 s here)
         page = rendered(chromium, f"{base}/#/experiments/{experiment}/runs/"
                         f"{trial.user_attrs['mlflow_run_id']}", tmp_path / "p2")

@@ -89,6 +89,7 @@ class Prepared:
 def prepare_study(study: Study, settings: Settings) -> Prepared:
     """Open (or create, or repair) the study and its parent run; ConfigError on bad stores."""
     check_tracking_uri(settings.tracking_uri)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     storage = open_storage(settings.storage, settings.heartbeat)
     tracker = Tracker(settings.tracking_uri, artifact_root=settings.workspace.artifacts)
     half_made: tuple[int, float] | None = None  # (study id, when this worker first saw it)
@@ -131,9 +132,8 @@ def run_study(study: Study, settings: Settings, prepared: Prepared | None = None
     prepared = prepared or prepare_study(study, settings)
     runner = TrialRunner(study, prepared.tracker, settings.trial_workspace,
                          prepared.parent_run_id, settings.runtime_values,
-                         settings.heartbeat.grace)
+                         settings.heartbeat.grace, progress=settings.progress)
     bar = _progress_bar(study.name, total_cells(study), settings.progress)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one-line summaries instead
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per trial
     try:
         _work(prepared, runner, settings, bar)
@@ -189,9 +189,8 @@ def _work(prepared: Prepared, runner: TrialRunner, settings: Settings, bar) -> N
             continue
         outage = None
         done = sum(c.done for c in current)
-        if bar is not None:
-            bar.n = done
-            bar.refresh()
+        if bar is not None and done > bar.n:
+            bar.update(done - bar.n)  # drawn once; close() draws the final 100% line
         if done >= total:
             return
         waiting = any(c.trial.state == TrialState.WAITING for c in current)

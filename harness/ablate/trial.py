@@ -38,6 +38,7 @@ from harness.runs.config import with_values
 from harness.runs.workspace import Workspace
 from harness.tracking.client import Tracker
 from harness.train.fence import Fence, Fenced
+from harness.train.progress import BarStyle
 from harness.train.run import (
     Recording,
     RunStopped,
@@ -113,6 +114,7 @@ class TrialRunner:
     runtime: dict[str, Any] = field(default_factory=dict)  # {"train.devices": 2}: per machine
     grace: int = 30  # heartbeat grace period: how long a store outage can be ridden out
     lost: list[tuple[int, str]] = field(default_factory=list)  # trials this worker was fenced off
+    progress: bool = False  # a bar of the trial's steps under the study's bar of cells
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         params = self.suggest(trial)
@@ -169,7 +171,8 @@ class TrialRunner:
             result = train(config, workspace=self.workspace, recording=recording, resume=resume,
                            continue_run=continue_run, callbacks=callbacks,
                            supervisor=TrialSupervisor(trial, self.tracker, self.grace),
-                           progress_bar=False)
+                           progress_bar=BarStyle(label, position=1, leave=False)
+                           if self.progress else None)
         except PrunedRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
         if self.study.evaluate:  # logged as eval/* metrics on the trial's own run

@@ -18,18 +18,22 @@ from harness.report.cells import (
     per_run,
     study_info,
 )
+from harness.report.colors import study_colors
+from harness.report.flops_text import flops_paragraph
 from harness.report.paper import match_table
 from harness.report.reader import StudyRecords, read_study, tag_column
+from harness.report.spread import throughput_spreads
 from harness.report.summary import (
     Figure,
     index_markdown,
     provenance_lines,
     within_conditions,
 )
-from harness.report.tables import build_table, per_seed_csv, to_csv, to_latex, to_markdown
+from harness.report.tables import Tables, build_tables, per_seed_csv, to_csv, to_latex, to_markdown
 
 ARTIFACT_PATH = "report"
 TABLE_FILES = {"Markdown": "table.md", "LaTeX": "table.tex", "CSV": "table.csv"}
+APPENDIX_FILES = {"Markdown": "table_appendix.md", "LaTeX": "table_appendix.tex"}
 PER_SEED_FILE = "per_seed.csv"  # one row per trial run: what every test in index.md is run on
 # figures this module names; an older report's leftovers among them are removed before writing
 FIGURE_FILES = ("ppl_vs_flops.png", "loss_curves.png", "throughput.png", "bucket_usage.png",
@@ -76,6 +80,7 @@ def build_report(study: str, tracking_uri: str, out: Path | None = None, *, log:
 def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
                  dpi: int = 120) -> ReportResult:
     """The report of a runs table and its loss histories, written into `out`."""
+    from harness.report import plots
     out.mkdir(parents=True, exist_ok=True)
     _remove_old_figures(out)
     info = study_info(study, records.runs)
@@ -83,51 +88,62 @@ def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
     finished_kinds = runs.loc[runs["status"] == FINISHED, "kind"].dropna().unique()
     paper = match_table(info.axis_names, list(runs["kind"].dropna().unique()))
     cpu = _tag_values(records.runs, "torch.device") == {"cpu"}
-    table = build_table(runs, info, paper, cpu=cpu)
-    written = _write_tables(table, out, study, paper.name if paper else None)
+    tables = build_tables(runs, info, paper, cpu=cpu)
+    written = _write_tables(tables, out, study, paper.name if paper else None)
     per_seed = out / PER_SEED_FILE
     per_seed.write_text(per_seed_csv(runs, info))
     cells = aggregate(runs, info.axis_names, SUMMARY_KEYS)
-    figures = _write_figures(records, runs, cells, info, set(finished_kinds), out, dpi)
+    figures = make_figures(records, runs, cells, info, set(finished_kinds))
+    for figure, fig in figures:
+        plots.save(fig, out / figure.file, dpi)
     sections, more = _fairness(records, runs, info, out, dpi)
-    figures += more
+    shown = [figure for figure, _ in figures] + more
     index = out / "index.md"
     index.write_text(index_markdown(
-        info, runs, cells, table, paper, figures,
+        info, runs, cells, tables.main, paper, shown,
         provenance_lines(records.runs, runs, info, source or "unknown"),
-        {name: file.name for name, file in zip(TABLE_FILES, written, strict=True)},
-        per_seed=PER_SEED_FILE, sections=sections))
+        {name: file.name for name, file in zip(TABLE_FILES, written, strict=False)},
+        per_seed=PER_SEED_FILE, sections=sections, appendix=tables.appendix,
+        flops=flops_paragraph(records.runs, runs, cells)))
     return ReportResult(study=study, out=out,
-                        files=(index, *written, per_seed, *(out / f.file for f in figures)),
+                        files=(index, *written, per_seed, *(out / f.file for f in shown)),
                         cells=len(cells), runs=len(runs), parent_run_id=info.parent_run_id,
                         logged=False)
 
 
-def _write_tables(table, out: Path, study: str, paper_name: str | None) -> list[Path]:
+def _write_tables(tables: Tables, out: Path, study: str, paper_name: str | None) -> list[Path]:
+    """table.md/.tex/.csv, then table_appendix.md/.tex (the CSV holds both tables' numbers)."""
     caption = (f"{study}: one row per cell, mean ± standard error over seeds"
                + (f"; the paper's {paper_name} beside ours" if paper_name else ""))
-    texts = {"table.md": to_markdown(table), "table.csv": to_csv(table),
-             "table.tex": to_latex(table, caption, f"tab:{study}")}
+    texts = {"table.md": to_markdown(tables.main), "table.csv": to_csv(tables.main),
+             "table.tex": to_latex(tables.main, caption, f"tab:{study}"),
+             "table_appendix.md": to_markdown(tables.appendix),
+             "table_appendix.tex": to_latex(tables.appendix, f"{caption}: every other quantity",
+                                            f"tab:{study}-appendix")}
     paths = []
-    for name in TABLE_FILES.values():
+    for name in (*TABLE_FILES.values(), *APPENDIX_FILES.values()):
         path = out / name
         path.write_text(texts[name])
         paths.append(path)
     return paths
 
 
-def _write_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFrame, info,
-                   kinds: set[str], out: Path, dpi: int) -> list[Figure]:
+def make_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFrame, info,
+                 kinds: set[str]) -> list[tuple[Figure, object]]:
+    """(file and caption, matplotlib Figure) of every figure of the report, unsaved; every plot
+    colours a cell the same way (colors.study_colors)."""
     from harness.report import plots
 
+    colors = study_colors(runs)
     made: list[tuple[str, object, str]] = []
     if cells["val_ppl.mean"].notna().any():
-        made.append(("ppl_vs_flops.png", plots.ppl_vs_flops(cells, info.name),
+        made.append(("ppl_vs_flops.png", plots.ppl_vs_flops(cells, info.name, colors),
                      "Validation perplexity against exact forward FLOPs per token, one point per "
-                     "cell (± standard error over seeds); circled: the Pareto front; dashed: the "
-                     "best dense cell."))
+                     "cell (± standard error over seeds; marker: model kind); circled: the "
+                     "Pareto front; dashed: the best dense cell."))
     if not records.history.empty:
-        made.append(("loss_curves.png", plots.loss_curves(records.history, runs, info.name),
+        made.append(("loss_curves.png", plots.loss_curves(records.history, runs, info.name,
+                                                          colors),
                      "Validation and training loss against step, mean over seeds per cell "
                      "(band: ± standard error)."))
     for axis in _numeric_axes(runs, info)[:MAX_EFFECT_AXES]:
@@ -137,24 +153,24 @@ def _write_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFram
                      f"Validation perplexity and whole-model table memory against "
                      f"{axis}."))
     if {"dense", "memoryformer"} <= kinds:
-        made.append(("throughput.png", plots.throughput(runs, info.name),
+        spreads = throughput_spreads(runs)
+        flagged = (" Flagged (seeds more than 1.5x apart, max over min): "
+                   + "; ".join(s.sentence() for s in spreads.values()) + ".") if spreads else ""
+        made.append(("throughput.png", plots.throughput(runs, info.name, colors, spreads),
                      "Training throughput per cell: bars mean ± standard error, dots single "
-                     "seeds. Measured on the machine in Provenance; noisy on shared CPUs."))
+                     "seeds. Measured on the machine in Provenance; noisy on shared CPUs."
+                     + flagged))
     layers = layer_usage(records.runs, runs)
     if not layers.empty:
         layers, note = _best_cells(layers, cells)
-        made.append(("bucket_usage.png", plots.bucket_usage(layers, info.name, note),
+        made.append(("bucket_usage.png", plots.bucket_usage(layers, info.name, note, colors),
                      "Bucket usage per memory layer (the paper's Figure 4 shows hit counts; "
                      "the harness records each layer's unused share and normalised entropy)."))
     if len(info.axis_names) >= 2 and not info.is_search and cells["val_ppl.mean"].notna().any():
         made.append(("heatmap.png", plots.heatmap(cells, info.axis_names, info.name),
                      "Mean validation perplexity over the grid; an empty square had no "
                      "finished run."))
-    figures = []
-    for name, fig, caption in made:
-        plots.save(fig, out / name, dpi)
-        figures.append(Figure(name, caption))
-    return figures
+    return [(Figure(name, caption), fig) for name, fig, caption in made]
 
 
 def _fairness(records: StudyRecords, runs: pd.DataFrame, info, out: Path, dpi: int

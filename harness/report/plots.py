@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from harness.report.cells import FINISHED
+from harness.report.colors import cell_colors
+from harness.report.spread import Spread
 from harness.report.stats import pareto_front
 from harness.runs import records
 
@@ -39,7 +42,7 @@ AXIS_LABELS = {  # what a study axis means, for axis titles
 }
 PPL_LABEL = "validation perplexity (exp of val loss)"
 FLOPS_LABEL = "forward FLOPs per token (exact count)"
-MAX_LEGEND = 12  # more cells than this: the legend moves outside the axes
+MAX_LEGEND = 12  # more cells than this: the legend moves outside the axes (resource_plots)
 
 
 def axis_label(name: str) -> str:
@@ -62,17 +65,26 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
     return fig, list(axes)
 
 
-def ppl_vs_flops(cells: pd.DataFrame, study: str) -> Figure:
-    """Perplexity against exact FLOPs per token, one point per cell (± se), its Pareto front (both
-    lower is better) joined, and the best dense cell drawn as a baseline."""
+def _colors(colors: Mapping[str, str] | None, cells) -> dict[str, str]:
+    """The report's cell -> colour mapping, or the same mapping built from these cells."""
+    return dict(colors) if colors is not None else cell_colors(cells)
+
+
+def ppl_vs_flops(cells: pd.DataFrame, study: str, colors: Mapping[str, str] | None = None
+                 ) -> Figure:
+    """Perplexity against exact FLOPs per token, one point per cell (± se; colour: the cell,
+    marker: its model kind), its Pareto front (both lower is better) joined, and the best dense
+    cell drawn as a baseline. Cells are named in the legend, not beside their points, where
+    labels of nearby points would collide."""
     data = cells.dropna(subset=["val_ppl.mean", "flops_exact.mean"])
-    fig, (ax,) = _figure(7.5, 5)
+    colors = _colors(colors, cells["cell"])
+    fig, (ax,) = _figure(8.5, 5)
     with _style():
-        for kind, group in data.groupby("kind", sort=True):
-            ax.errorbar(group["flops_exact.mean"], group["val_ppl.mean"],
-                        yerr=group["val_ppl.se"].fillna(0), fmt=KIND_MARKERS.get(kind, "D"),
-                        color=KIND_COLORS.get(kind), markersize=8, capsize=3,
-                        label=KIND_NAMES.get(kind, str(kind)))
+        for _, row in data.iterrows():
+            ax.errorbar(row["flops_exact.mean"], row["val_ppl.mean"],
+                        yerr=np.nan_to_num(row["val_ppl.se"]),
+                        fmt=KIND_MARKERS.get(row["kind"], "D"), color=colors[row["cell"]],
+                        markersize=8, capsize=3, label=_short_label(row["cell"]))
         front = data[pareto_front(data["flops_exact.mean"], data["val_ppl.mean"])]
         front = front.sort_values("flops_exact.mean")
         ax.step(front["flops_exact.mean"], front["val_ppl.mean"], where="post", color="0.3",
@@ -82,51 +94,47 @@ def ppl_vs_flops(cells: pd.DataFrame, study: str) -> Figure:
         dense = data[data["kind"] == "dense"]
         if not dense.empty:
             best = dense.loc[dense["val_ppl.mean"].idxmin()]
-            ax.axhline(best["val_ppl.mean"], color=KIND_COLORS["dense"], linestyle="--",
-                       linewidth=1, label=f"dense baseline ({best['cell']})")
-        if len(data) <= MAX_LEGEND:
-            for _, row in data.iterrows():
-                ax.annotate(_short_label(row["cell"]), (row["flops_exact.mean"],
-                            row["val_ppl.mean"]), xytext=(6, 6), textcoords="offset points",
-                            fontsize=8)
+            ax.axhline(best["val_ppl.mean"], color="0.4", linestyle="--", linewidth=1,
+                       label="best dense cell")
         _log_if_wide(ax, data["flops_exact.mean"], "x")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.margins(x=0.15, y=0.12)  # room for the labels beside the outermost points
+        ax.margins(x=0.1, y=0.12)
         ax.set_xlabel(FLOPS_LABEL)
         ax.set_ylabel(PPL_LABEL)
         ax.set_title(f"{study}: perplexity against compute per token")
-        ax.legend(fontsize=8, loc="best")
+        fig.legend(*ax.get_legend_handles_labels(), title="cell (marker: model kind)",
+                   loc="outside right center", fontsize=8)
     return fig
 
 
-def loss_curves(history: pd.DataFrame, runs: pd.DataFrame, study: str) -> Figure:
+def loss_curves(history: pd.DataFrame, runs: pd.DataFrame, study: str,
+                colors: Mapping[str, str] | None = None) -> Figure:
     """Validation (left) and training (right) loss against step, one line per cell: the mean
-    over its seeds, shaded ± se where there are several."""
+    over its seeds, shaded ± se where there are several; one legend for both panels."""
     data = history.merge(runs[["run_id", "cell", "seed"]], on="run_id")
     data = data[np.isfinite(data["value"])]
     order = list(dict.fromkeys(runs["cell"]))
+    palette = _colors(colors, order)
     fig, axes = _figure(12, 4.8, ncols=2)
-    palette = dict(zip(order, sns.color_palette("husl" if len(order) > 10 else "deep",
-                                                len(order)), strict=True))
     titles = {records.VAL_LOSS: "validation loss", records.TRAIN_LOSS: "training loss"}
     with _style():
         for ax, (key, title) in zip(axes, titles.items(), strict=True):
             part = data[data["key"] == key]
             if not part.empty:
                 sns.lineplot(data=part, x="step", y="value", hue="cell", hue_order=order,
-                             palette=palette, errorbar="se", marker="o" if key == records.VAL_LOSS
-                             else None, markersize=4, ax=ax, legend=key == records.VAL_LOSS)
+                             palette={c: palette[c] for c in order}, errorbar="se",
+                             marker="o" if key == records.VAL_LOSS else None, markersize=4,
+                             ax=ax, legend=key == records.VAL_LOSS)
             ax.set_xlabel("optimizer step")
             ax.set_ylabel(f"{title} (nats/token)")
-            ax.set_title(f"{study}: {title} per cell (mean over seeds)")
+            ax.set_title(title)
+        fig.suptitle(f"{study}: loss per cell (mean over seeds, band ± se)")
         legend = axes[0].get_legend()
-        if legend is not None and len(order) > MAX_LEGEND // 2:
-            # too many lines to share the axes: one legend for both panels, beside them
+        if legend is not None:
             handles, labels = axes[0].get_legend_handles_labels()
             legend.remove()
-            fig.legend(handles, labels, title="cell", loc="outside right upper", fontsize=8)
-        elif legend is not None:
-            legend.set_title("cell")
+            fig.legend(handles, [_short_label(t) for t in labels], title="cell",
+                       loc="outside right center", fontsize=8)
     return fig
 
 
@@ -167,34 +175,41 @@ def axis_effect(runs: pd.DataFrame, axis: str, others: tuple[str, ...], study: s
     return fig
 
 
-def throughput(runs: pd.DataFrame, study: str) -> Figure:
-    """Training tokens per second of each cell (bars: mean ± se; dots: seeds), by model kind."""
+def throughput(runs: pd.DataFrame, study: str, colors: Mapping[str, str] | None = None,
+               spreads: Mapping[str, Spread] | None = None) -> Figure:
+    """Training tokens per second of each cell: a horizontal bar (mean ± se) in the cell's
+    colour, a dot per seed; a cell whose seeds differ by more than spread.SPREAD_LIMIT says so
+    in its label."""
     data = runs[(runs["status"] == FINISHED) & runs["tokens_per_s"].notna()].copy()
     data["ktok"] = data["tokens_per_s"] / 1e3
-    data["model"] = data["kind"].map(lambda k: KIND_NAMES.get(k, str(k)))
     order = list(dict.fromkeys(data["cell"]))
-    palette = {KIND_NAMES[k]: c for k, c in KIND_COLORS.items()}
-    fig, (ax,) = _figure(max(6.0, 1.1 * len(order) + 2), 4.8)
+    palette = _colors(colors, runs["cell"])
+    spreads = spreads or {}
+    fig, (ax,) = _figure(8.5, 1.6 + 0.55 * max(len(order), 2))
     with _style():
-        sns.barplot(data=data, x="cell", y="ktok", hue="model", order=order, palette=palette,
-                    errorbar="se", capsize=0.2, dodge=False, ax=ax)
-        sns.stripplot(data=data, x="cell", y="ktok", order=order, color="white",
-                      edgecolor="0.1", linewidth=1.2, size=7, jitter=0.15, zorder=3, ax=ax)
-        ax.set_xlabel("cell")
-        ax.set_ylabel("training throughput (thousand tokens/s)")
-        ax.set_title(f"{study}: training throughput (bars: mean ± se; dots: seeds)")
-        ax.tick_params(axis="x", labelrotation=20 if len(order) > 3 else 0)
-        legend = ax.get_legend()
-        if legend is not None:
-            legend.set_title("model")
+        sns.barplot(data=data, y="cell", x="ktok", hue="cell", order=order, hue_order=order,
+                    palette={c: palette[c] for c in order}, errorbar="se", capsize=0.2,
+                    saturation=1, orient="h", legend=False, ax=ax)  # saturation 1: the
+        # cell's own colour, as its lines elsewhere, not seaborn's muted bar shade
+        sns.stripplot(data=data, y="cell", x="ktok", order=order, color="white",
+                      edgecolor="0.1", linewidth=1.2, size=7, jitter=0.15, zorder=3,
+                      orient="h", ax=ax)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels([_short_label(c) + (f"\n(seeds {spreads[c].ratio:.1f}x apart)"
+                                               if c in spreads else "") for c in order])
+        ax.set_ylabel("cell")
+        ax.set_xlabel("training throughput (thousand tokens/s)")
+        fig.suptitle(f"{study}: training throughput\n(bars: mean ± se; dots: seeds)")
     return fig
 
 
-def bucket_usage(layers: pd.DataFrame, study: str, note: str = "") -> Figure:
+def bucket_usage(layers: pd.DataFrame, study: str, note: str = "",
+                 colors: Mapping[str, str] | None = None) -> Figure:
     """Per memory layer: share of never-hit buckets (left) and normalised hit entropy (right),
     one bar per cell (mean over seeds). The Figure 4 analogue, from per-layer summaries."""
     order = sorted(layers["layer"].unique(), key=_layer_key)
     cells = list(dict.fromkeys(layers["cell"]))
+    palette = _colors(colors, cells)
     height = 1.8 + 0.28 * len(order) * max(2, len(cells))
     fig, axes = _figure(12 + (2.5 if len(cells) > 1 else 0), height, ncols=2)
     with _style():
@@ -202,7 +217,8 @@ def bucket_usage(layers: pd.DataFrame, study: str, note: str = "") -> Figure:
                 ("unused_share", "share of buckets never hit (0 to 1)"),
                 ("entropy", "normalised hit entropy (1 = uniform)")), strict=True):
             sns.barplot(data=layers, y="layer", x=column, hue="cell", order=order,
-                        hue_order=cells, errorbar="se", orient="h", ax=ax,
+                        hue_order=cells, palette={c: palette[c] for c in cells},
+                        errorbar="se", orient="h", saturation=1, ax=ax,
                         legend=len(cells) > 1 and column == "entropy")
             ax.set_xlabel(label)
             ax.set_xlim(0, 1)
@@ -214,9 +230,12 @@ def bucket_usage(layers: pd.DataFrame, study: str, note: str = "") -> Figure:
         who = f" of {cells[0]}" if len(cells) == 1 else ""
         fig.suptitle(f"{study}: bucket usage{who} (Figure 4 analogue{note}; per-layer "
                      "summaries, hit counts are not stored)")
-        if axes[1].get_legend() is not None:
-            sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), title="cell",
-                            fontsize=8)
+        legend = axes[1].get_legend()
+        if legend is not None:
+            handles, labels = axes[1].get_legend_handles_labels()
+            legend.remove()
+            fig.legend(handles, [_short_label(t) for t in labels], title="cell",
+                       loc="outside right center", fontsize=8)
     return fig
 
 

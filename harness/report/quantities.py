@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.report.chance import chance_columns
 from harness.report.reader import METRICS, PARAMS, metric_column, metric_names
 from harness.runs import records
 
@@ -46,6 +47,7 @@ class Quantity:
     kinds: tuple[str, ...] = BOTH  # model kinds it applies to; others show "n/a"
     metric: str = ""  # the MLflow metric it comes from
     derived: bool = False  # not `metric` as is: computed, or a cost/* metric (COSTS)
+    whole: bool = False  # a count: shown without decimals
 
 
 STANDARD = (
@@ -74,7 +76,14 @@ EXTRA = (  # shown beside a paper column that needs them
              metric=records.bucket_metric("unused_share")),
     Quantity("train_flops_per_s", "train FLOP/s", si=True, metric=records.TRAIN_FLOPS_PER_S),
     Quantity("trial_seconds", "trial s", metric=records.TRIAL_SECONDS),
+    # the resource a budget holds fixed (RESOURCE_KEYS), as each run spent it
+    Quantity("steps", "steps", metric=records.BUDGET_STEPS, whole=True),
+    Quantity("train_flops", "training FLOPs", si=True, metric=records.BUDGET_FLOPS_USED),
+    Quantity("train_seconds", "optimiser s", metric=records.BUDGET_SECONDS_USED),
 )
+# the quantity that shows each budget kind (records.BUDGET_KINDS): tokens are steps x batch
+RESOURCE_KEYS = {"steps": "steps", "tokens": "steps", "flops": "train_flops",
+                 "seconds": "train_seconds"}
 # the cost/* metric each analytic quantity is logged as (Quantity.metric stays empty for them, so
 # a footnote about an absent one names no metric: older runs derive it from params)
 COSTS = {
@@ -120,6 +129,7 @@ def derive(runs: pd.DataFrame, kinds: pd.Series) -> pd.DataFrame:
     accuracies = [metric_column(name) for name in metric_names(runs.columns)
                   if (score := records.eval_score(name)) and score[1] == "acc"]
     out["eval_mean_acc"] = runs[accuracies].mean(axis=1) if accuracies else np.nan
+    out = pd.concat([out, chance_columns(runs, metric)], axis=1)
     for q in (*STANDARD, *EXTRA):  # "n/a", not a missing value, on dense
         if set(q.kinds) != set(BOTH):
             out[q.key] = out[q.key].where(kinds.isin(q.kinds))

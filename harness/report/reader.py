@@ -53,14 +53,25 @@ def read_study(study: str, tracking_uri: str) -> StudyRecords:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
+    names = study_names(client)
     experiment = client.get_experiment_by_name(study)
-    if experiment is None:
-        names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
-        raise ConfigError("study", f"no study {study!r} in this tracking store; allowed: "
+    if study not in names or experiment is None:
+        what = (f"no study {study!r} in this tracking store" if experiment is None
+                else f"{study!r} holds single runs (`harness train`), not a study")
+        raise ConfigError("study", f"{what}; allowed: "
                           + (", ".join(names) or "none yet (run `harness ablate` first)"))
     runs = runs_frame(_all_runs(client, experiment.experiment_id))
     history = _histories(client, runs)
     return StudyRecords(runs, history)
+
+
+def study_names(client) -> list[str]:
+    """The experiments that hold a study: those with a study's parent run (`harness train`'s
+    experiments hold single runs and have nothing to report)."""
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    parents = client.search_runs(list(experiments), max_results=_PAGE,
+                                 filter_string=f"tags.`{records.ROLE}` = '{records.ROLE_STUDY}'")
+    return sorted({experiments[run.info.experiment_id] for run in parents})
 
 
 def _all_runs(client, experiment_id: str) -> list:

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from harness.report.cells import per_run, standard_error, study_info
+from harness.report.colors import cell_colors, study_colors
 from harness.report.plots import (
     KIND_COLORS,
     KIND_MARKERS,
@@ -56,14 +57,17 @@ def loss_against_resources(records: StudyRecords, out_dir: Path) -> list[Path]:
         return []
     out_dir = Path(out_dir)
     study = _study_name(records.runs)
+    colors = study_colors(identity)  # the colours of every other figure of the report
     written = []
     for key, (stem, label) in CURVES.items():
         curves = resource_curves(records.history, identity, key)
         if not curves.empty:
-            written.append(save(_curve_figure(curves, label, study), out_dir / f"{stem}.png"))
+            written.append(save(_curve_figure(curves, label, study, colors),
+                                out_dir / f"{stem}.png"))
     points = _params_points(records, identity)
     if not points.empty:
-        written.append(save(_params_figure(points, study), out_dir / f"{PARAMS_FILE}.png"))
+        written.append(save(_params_figure(points, study, colors),
+                            out_dir / f"{PARAMS_FILE}.png"))
     return written
 
 
@@ -107,14 +111,10 @@ def _series(history: pd.DataFrame, key: str, name: str) -> pd.DataFrame:
     return part.rename(columns={"value": name})
 
 
-def _palette(cells: list[str]) -> dict[str, tuple]:
-    colors = sns.color_palette("husl" if len(cells) > 10 else "deep", len(cells))
-    return dict(zip(cells, colors, strict=True))
-
-
-def _curve_figure(curves: pd.DataFrame, label: str, study: str):
+def _curve_figure(curves: pd.DataFrame, label: str, study: str,
+                  colors: Mapping[str, str] | None = None):
     cells = list(dict.fromkeys(curves["cell"]))
-    palette = _palette(cells)
+    palette = colors or cell_colors(cells)
     fig, (ax,) = _figure(7.5, 5)
     with _style():
         for cell in cells:
@@ -124,7 +124,7 @@ def _curve_figure(curves: pd.DataFrame, label: str, study: str):
         ax.set_xscale("log")
         ax.set_xlabel(f"{label}, log scale")
         ax.set_ylabel(LOSS_LABEL)
-        ax.set_title(f"{study}: validation loss against {label.split(' (')[0]} "
+        fig.suptitle(f"{study}: validation loss against {label.split(' (')[0]}\n"
                      "(mean over seeds)")
         _legend(fig, ax, len(cells))
     return fig
@@ -140,9 +140,9 @@ def _params_points(records: StudyRecords, identity: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows, columns=["cell", "kind", "params", "loss", "se"])
 
 
-def _params_figure(points: pd.DataFrame, study: str):
+def _params_figure(points: pd.DataFrame, study: str, colors: Mapping[str, str] | None = None):
     cells = list(points["cell"])
-    palette = _palette(cells)
+    palette = colors or cell_colors(cells)
     fig, (ax,) = _figure(7.5, 5)
     with _style():
         for kind, group in points.groupby("kind", sort=True, dropna=False):
@@ -154,20 +154,27 @@ def _params_figure(points: pd.DataFrame, study: str):
                             fmt=KIND_MARKERS.get(kind, "D"), color=palette[row["cell"]],
                             markersize=7, capsize=3, label=row["cell"], zorder=2)
         ax.set_xscale("log")
-        for ticks in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-            ticks(EngFormatter(sep=""))  # 2M, not 2x10^6, between the decades too
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label))
         ax.set_xlabel(f"{RESOURCES[PARAMS]}, log scale")
         ax.set_ylabel(f"final {LOSS_LABEL}")
-        ax.set_title(f"{study}: final loss against model size (mean ± se over seeds; "
+        fig.suptitle(f"{study}: final loss against model size\n(mean ± se over seeds; "
                      "dashed: one model kind)")
         _legend(fig, ax, len(cells))
     return fig
 
 
+def _minor_label(value: float, _position=None) -> str:
+    """2M and 5M between the decades (not 2x10^6); the other minor ticks unlabelled, where
+    their labels would run into each other."""
+    leading = round(value / 10 ** np.floor(np.log10(value))) if value > 0 else 0
+    return EngFormatter(sep="")(value) if leading in (2, 5) else ""
+
+
 def _legend(fig, ax, n: int) -> None:
     if n > MAX_LEGEND:  # too many to share the axes: beside them
         handles, labels = ax.get_legend_handles_labels()
-        fig.legend(handles, labels, title="cell", loc="outside right upper", fontsize=8)
+        fig.legend(handles, labels, title="cell", loc="outside right center", fontsize=8)
     else:
         ax.legend(title="cell", fontsize=8, loc="best")
 

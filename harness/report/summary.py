@@ -9,11 +9,13 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from harness.report.cells import FINISHED, StudyInfo
+from harness.report.cells import FINISHED, StudyInfo, standard_error
+from harness.report.chance import MARGIN, above_chance, chance_key, is_accuracy, source_text
 from harness.report.fairness import budget_sentence
 from harness.report.paper import PaperTable, same_value
 from harness.report.quantities import STANDARD, catalogue
 from harness.report.reader import tag_column
+from harness.report.spread import SPREAD_LIMIT, throughput_spreads
 from harness.report.stats import (
     ALPHA,
     POWER,
@@ -46,11 +48,13 @@ class Figure:
 def index_markdown(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame, table: Table,
                    paper: PaperTable | None, figures: list[Figure], provenance: list[str],
                    files: dict[str, str], per_seed: str | None = None,
-                   sections: tuple[tuple[str, list[str]], ...] = ()) -> str:
+                   sections: tuple[tuple[str, list[str]], ...] = (),
+                   appendix: Table | None = None, flops: str = "") -> str:
     """runs: `cells.per_run`; cells: `cells.aggregate` with val_ppl, val_loss, flops_exact,
     flops_paper, table_bytes and tokens_per_s; provenance: `provenance_lines` output;
     per_seed: the file of per-run values beside index.md, if one is written; sections: (title,
-    lines) placed after the outcome."""
+    lines) placed after the outcome; appendix: the table of every other quantity; flops: the
+    FLOPs paragraph (flops_text), left out when empty."""
     parts = [f"# Study report: {info.name}", ""]
     if info.description.strip():
         parts += ["> " + " ".join(info.description.split()), ""]
@@ -67,8 +71,11 @@ def index_markdown(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame, tab
         parts += ["## Figures", ""]
         for figure in figures:
             parts += [f"![{figure.caption}]({figure.file})", "", f"*{figure.caption}*", ""]
-    parts += ["## FLOPs: exact count against the paper's approximation", "",
-              flops_note(cells), "", "## Provenance", "", *provenance, ""]
+    if appendix is not None and any(appendix.numeric_columns):
+        parts += ["## Appendix: every other quantity", "", to_markdown(appendix), ""]
+    if flops:
+        parts += ["## FLOPs: exact count against the paper's approximation", "", flops, ""]
+    parts += ["## Provenance", "", *provenance, ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -95,6 +102,7 @@ def outcome(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame,
     if ranked.empty:
         return ["No cell has a finished run with a validation loss yet: nothing to rank."]
     tests = run_tests(runs, ranked, paper, ordered_knob(info, runs))
+    spreads = throughput_spreads(runs)
     best = ranked.iloc[0]
     n = int(best["val_ppl.n"])
     spread = f"mean ± se over {n} seeds" if n > 1 else "one seed: no error estimate"
@@ -106,7 +114,7 @@ def outcome(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame,
     if bests is not None:
         memory, dense = bests
         repeated = {memory["cell"], dense["cell"]} == set(ranked["cell"].iloc[:2])
-        lines += kinds_compared(tests, memory, dense, paired_too=not repeated)
+        lines += kinds_compared(tests, memory, dense, paired_too=not repeated, spreads=spreads)
     if tests.trend is not None:
         lines.append(trend_line(tests.trend))
     front = ranked[pareto_front(ranked["flops_exact.mean"], ranked["val_ppl.mean"])]
@@ -119,6 +127,9 @@ def outcome(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame,
         lines += attention_lines(tests, ranked)
     if tests.family:
         lines.append(_tests_note(tests.family))
+    lines += [f"- Throughput flag: {spread.sentence()}." for spread in
+              throughput_spreads(runs).values()]
+    lines += chance_lines(runs)
     failed = cells[cells["n_finished"] < cells["n_runs"]]
     if not failed.empty:
         lines.append(f"- {_count(len(failed), 'cell')} with runs that did not finish: the "
@@ -325,7 +336,7 @@ def _tests_note(family: int) -> str:
 
 
 def kinds_compared(tests: Tests, memory: pd.Series, dense: pd.Series,
-                   paired_too: bool = True) -> list[str]:
+                   paired_too: bool = True, spreads: dict | None = None) -> list[str]:
     """The best MemoryFormer against the best dense cell: quality, compute, memory, speed."""
     lines = [f"- MemoryFormer against dense (best of each): {memory['cell']} against "
              f"{dense['cell']}" + ("." if paired_too else "; validation loss as above.")]
@@ -337,9 +348,14 @@ def kinds_compared(tests: Tests, memory: pd.Series, dense: pd.Series,
     for label, key in ratios:
         m, d = memory[f"{key}.mean"], dense[f"{key}.mean"]
         if _finite(m) and _finite(d) and d:
+            flagged = [c for c in (memory["cell"], dense["cell"])
+                       if key == "tokens_per_s" and c in (spreads or {})]
+            caveat = (f"; flagged: the seeds of {' and '.join(flagged)} differ by more than "
+                      f"{SPREAD_LIMIT:g}x (see below), so this ratio is not a speed "
+                      "measurement" if flagged else "")
             lines.append(f"  - {label}: {m / d:.3g}x the dense model's "
                          f"({format_stat(m, memory[f'{key}.se'], _q(key))} against "
-                         f"{format_stat(d, dense[f'{key}.se'], _q(key))}).")
+                         f"{format_stat(d, dense[f'{key}.se'], _q(key))}){caveat}.")
     if _finite(memory["table_bytes.mean"]):
         lines.append(f"  - Hash tables: {memory['table_bytes.mean'] / 1e6:.4g} MB, which the "
                      "dense model does not have.")
@@ -446,26 +462,24 @@ def _kind_ratios(ranked: pd.DataFrame, paper: PaperTable) -> list[str]:
     return lines
 
 
-def flops_note(cells: pd.DataFrame) -> str:
-    text = ("FLOPs/token (exact) is the harness's forward count of matrix multiply-adds per "
-            "token (one multiply-add = 1 FLOP, as fvcore and the paper count): linear layers, the "
-            "memory layers' weighted row sums (Eq. 11), attention's QK^T and AV over the full "
-            "context, and the LM head. FLOPs/token (paper approx.) applies the paper's formula "
-            "(SPEC section 5) to each run's recorded params: n_layer x (block + 2 s d) + d V, "
-            "with block = 6 K d for a MemoryFormer and (4 + 2 r) d^2 for a dense model (12 d^2 "
-            "at MLP ratio r = 4, which is exact). The approximation treats all six memory "
-            "layers of a block as d wide with K tables; exactly, Q, K and V cost 3 K d, the "
-            "Memory Block's first layer K (tau + e) K and its second K d, so the exact count is "
-            "K (4 d + (tau + e) K): 5.25 K d at tau = 8, e = 2, i.e. 12.5% below 6 K d.")
-    memory = cells[(cells["kind"] == "memoryformer") & cells["flops_exact.mean"].notna()
-                   & cells["flops_paper.mean"].notna()]
-    if not memory.empty:
-        row = memory.iloc[0]
-        exact, approx = row["flops_exact.mean"], row["flops_paper.mean"]
-        text += (f" Here, for {row['cell']}: exact {exact:,.0f} against approximately "
-                 f"{approx:,.0f} FLOPs per token ({exact / approx:.3f}x); attention and the LM "
-                 "head, counted alike in both, dilute the gap at short contexts.")
-    return text
+def chance_lines(runs: pd.DataFrame) -> list[str]:
+    """One line per accuracy: its chance level, and the cells not above it."""
+    lines = []
+    for key in [k for k in runs.columns if is_accuracy(k) and runs[k].notna().any()]:
+        level = runs[chance_key(key)].mean() if chance_key(key) in runs else math.nan
+        if not math.isfinite(level):
+            continue
+        name = catalogue(runs.columns)[key].header
+        done = runs[runs["status"] == FINISHED].groupby("cell", sort=False)[key]
+        below = [cell for cell, values in done if above_chance(
+            values.mean(), standard_error(values.dropna().to_numpy(float)), level) is False]
+        verdict = ("not above chance (mean - "
+                   f"{MARGIN:g} se ≤ chance) in " + ", ".join(below) if below
+                   else "above chance in every cell")
+        lines.append(f"- {name}: chance {level:.3g}; {verdict}.")
+    if lines:
+        lines.append(f"- Chance levels: {source_text()}.")
+    return lines
 
 
 def provenance_lines(raw: pd.DataFrame, runs: pd.DataFrame, info: StudyInfo,

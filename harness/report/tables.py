@@ -1,5 +1,11 @@
-"""The study table: one row per cell, mean ± standard error over seeds, the paper's numbers beside
-ours where the study mirrors a paper table; written as Markdown, LaTeX and CSV.
+"""The study's tables: one row per cell, mean ± standard error over seeds, the paper's numbers
+beside ours (in our unit) where the study mirrors a paper table; a main table of the columns
+that answer the study's question and an appendix of the rest (harness.report.columns), written as
+Markdown and LaTeX, and one CSV with every number of both.
+
+A column empty in every row is left out and named in a note. Accuracies carry their chance level
+and a mark where a cell is not above it (harness.report.chance); tokens/s a mark where seeds
+disagree by more than 1.5x (harness.report.spread).
 
 A value that is missing (a failed cell, a metric older runs never logged) is an empty cell with a
 numbered footnote; a quantity that does not apply (the Q layer of a dense model) reads "n/a".
@@ -13,8 +19,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.report.cells import FINISHED, StudyInfo, aggregate, format_value
-from harness.report.paper import PaperTable, paper_key
-from harness.report.quantities import EXTRA, STANDARD, Quantity, catalogue
+from harness.report.chance import MARGIN, above_chance, chance_key, is_accuracy, source_text
+from harness.report.columns import appendix_keys, main_keys, paper_beside, resource_key
+from harness.report.paper import PaperColumn, PaperTable, paper_key
+from harness.report.quantities import Quantity, catalogue
+from harness.report.spread import throughput_spreads
+from harness.runs import records
 
 NOT_APPLICABLE = "n/a"
 CSV_ONLY = ("val_loss", "bucket_entropy", "bucket_unused", "train_flops_per_s", "trial_seconds")
@@ -28,59 +38,169 @@ class Table:
     rows: tuple[tuple[str, ...], ...]  # display strings
     numeric_columns: tuple[bool, ...]  # right-aligned
     notes: tuple[str, ...]  # "[1] ..." footnotes, then unnumbered notes
-    numbers: pd.DataFrame  # the same cells as numbers (mean, se, n per quantity): the CSV
+    numbers: pd.DataFrame  # every quantity of both tables as numbers (mean, se, n): the CSV
+
+
+@dataclass(frozen=True)
+class Tables:
+    main: Table  # the columns that answer the study's question
+    appendix: Table  # every other quantity; its numbers are main's
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    texts: tuple[str, ...]
+    key: str  # our quantity's key (a paper column: the one it sits beside)
+
+    @property
+    def empty(self) -> bool:
+        return all(t in ("", NOT_APPLICABLE) for t in self.texts)
 
 
 def build_table(runs: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
                 cpu: bool = False) -> Table:
+    """The main table (`build_tables(...).main`)."""
+    return build_tables(runs, info, paper, cpu).main
+
+
+def build_tables(runs: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
+                 cpu: bool = False) -> Tables:
     """runs: `cells.per_run` output. cpu: the runs measured peak memory as process RSS."""
     quantities = catalogue(runs.columns)
-    shown = _shown_quantities(runs, paper, quantities)
-    csv_keys = [*shown, *(k for k in CSV_ONLY if k not in shown)]
-    cells = aggregate(runs, info.axis_names, csv_keys)
+    runs, budget_note = _with_budget_steps(runs, info)
+    main = main_keys(info)
+    rest = appendix_keys(runs, paper, quantities, main)
+    keys = list(dict.fromkeys([*main, *rest, *CSV_ONLY]))
+    chances = [chance_key(k) for k in keys if is_accuracy(k) and chance_key(k) in runs]
+    cells = aggregate(runs, info.axis_names, [*keys, *chances])
+    numbers = _numbers(cells, info, paper, [*keys, *chances])
+    spreads = throughput_spreads(runs)
     notes = _Notes()
-    row_marks = _row_notes(runs, cells, notes)
-    headers = [name.split(".")[-1] for name in info.axis_names] or ["cell"]
-    headers.append("n")
-    body = [[*_axis_text(cell, info), str(cell["n_finished"]) + row_marks.get(cell["cell"], "")]
-            for _, cell in cells.iterrows()]
-    numeric = [False] * (len(headers) - 1) + [True]
-    paper_by_ours = {c.ours: c for c in paper.columns} if paper else {}
-    for key in shown:
+    marks = _row_notes(runs, cells, notes)
+    body = _part(runs, cells, info, paper, main, quantities, notes, spreads)
+    identity = _identity(cells, info, marks)
+    main_table = _table(identity, body, notes, [
+        *([budget_note] if budget_note else []),
+        *_standing_notes([c.key for c in body], paper, cpu, info)], numbers)
+    notes = _Notes()
+    body = _part(runs, cells, info, paper, rest, quantities, notes, spreads)
+    appendix = _table(identity[:-1], body, notes,
+                      _standing_notes([c.key for c in body], paper, cpu, info, main=False),
+                      numbers)
+    return Tables(main_table, appendix)
+
+
+def _identity(cells: pd.DataFrame, info: StudyInfo, marks: dict[str, str]) -> list[_Column]:
+    """The axis columns (or the cell label), then n."""
+    names = info.axis_names
+    columns = [_Column(name.split(".")[-1], tuple(format_value(v) for v in cells[name]), name)
+               for name in names] or [_Column("cell", tuple(map(str, cells["cell"])), "cell")]
+    n = tuple(f"{c['n_finished']}{marks.get(c['cell'], '')}" for _, c in cells.iterrows())
+    return [*columns, _Column("n", n, "n")]
+
+
+def _table(identity: list[_Column], body: list[_Column], notes: _Notes, standing: list[str],
+           numbers: pd.DataFrame) -> Table:
+    columns = [*identity, *body]
+    rows = tuple(zip(*(c.texts for c in columns), strict=True)) if columns[0].texts else ()
+    numeric = tuple(c.header == "n" or i >= len(identity) for i, c in enumerate(columns))
+    return Table(tuple(c.header for c in columns), rows, numeric, (*notes.lines, *standing),
+                 numbers)
+
+
+def _part(runs: pd.DataFrame, cells: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
+          keys: list[str], quantities: dict[str, Quantity], notes: _Notes,
+          spreads: dict) -> list[_Column]:
+    """Our column of each key (with the paper's beside it); a column empty in every row is left
+    out and named in one note instead."""
+    out, dropped = [], []
+    chance_mark = _LazyNote(notes, f"not above chance: mean - {MARGIN:g} se ≤ chance; "
+                            + source_text() + ".")
+    spread_mark = {cell: _LazyNote(notes, s.sentence() + ".") for cell, s in spreads.items()}
+    for key in keys:
         q = quantities[key]
-        mark = _column_note(runs, q, notes)
-        headers.append(q.header + mark)
-        for row, (_, cell) in zip(body, cells.iterrows(), strict=True):
-            row.append(_cell_text(cell, q))
-        numeric.append(True)
-        column = paper_by_ours.get(key)
-        if column is not None:
-            headers.append(column.label)
-            for row, (_, cell) in zip(body, cells.iterrows(), strict=True):
-                value = column.get(paper_key(cell, paper))
-                row.append("" if value is None else f"{value:.{column.digits}f}")
-            numeric.append(True)
-    numbers = _numbers(cells, info, paper, csv_keys)
-    return Table(tuple(headers), tuple(tuple(r) for r in body), tuple(numeric),
-                 (*notes.lines, *_standing_notes(shown, paper, cpu)), numbers)
+        texts = tuple(_cell_text(cell, q) for _, cell in cells.iterrows())
+        theirs = paper_beside(paper, key)
+        if _Column("", texts, key).empty:
+            dropped.append(q.header + (f" (and beside it {theirs.label})" if theirs else ""))
+            continue
+        header = q.header
+        if is_accuracy(key):
+            header, texts = _chance_marks(cells, key, header, texts, chance_mark)
+        if key == "tokens_per_s":
+            texts = tuple(t + (spread_mark[c].mark() if c in spread_mark and t else "")
+                          for t, c in zip(texts, cells["cell"], strict=True))
+        out.append(_Column(header + _column_note(runs, q, notes), texts, key))
+        if theirs is not None:
+            out.append(_paper_column(theirs, q, cells, paper))
+    if dropped:
+        notes.lines.append("Left out, empty in every row (no finished run recorded them, or "
+                           "they apply to no cell): " + "; ".join(dropped) + ".")
+    return out
 
 
-def _shown_quantities(runs: pd.DataFrame, paper: PaperTable | None,
-                      quantities: dict[str, Quantity]) -> list[str]:
-    """Those beside a paper column first, then the standard set, then any evaluation metric."""
-    keys = ["val_ppl", *(c.ours for c in paper.columns)] if paper else []
-    keys += [q.key for q in STANDARD]
-    extra = {q.key for q in EXTRA}
-    keys += [k for k in quantities if k not in extra and runs[k].notna().any()]
-    return list(dict.fromkeys(keys))
+class _LazyNote:
+    """A footnote numbered when first referred to, and only then."""
+
+    def __init__(self, notes: _Notes, text: str) -> None:
+        self.notes, self.text, self.number = notes, text, ""
+
+    def mark(self) -> str:
+        if not self.number:
+            self.number = self.notes.add(self.text)
+        return self.number
 
 
-def _axis_text(cell: pd.Series, info: StudyInfo) -> list[str]:
-    if not info.axis_names:
-        return [str(cell["cell"])]
-    return [format_value(cell[name]) for name in info.axis_names]
+def _chance_marks(cells: pd.DataFrame, key: str, header: str, texts: tuple[str, ...],
+                  mark: _LazyNote) -> tuple[str, tuple[str, ...]]:
+    """The chance level in the header (one for every cell) and a mark on each cell that is not
+    above it."""
+    column = f"{chance_key(key)}.mean"
+    if column not in cells:
+        return header, texts
+    levels = {round(float(v), 4) for v in cells[column].dropna()}
+    if len(levels) == 1:
+        header = f"{header} (chance {next(iter(levels)):.3g})"
+    marked = []
+    for text, (_, cell) in zip(texts, cells.iterrows(), strict=True):
+        above = above_chance(cell[f"{key}.mean"], cell[f"{key}.se"], cell[column])
+        marked.append(text + (mark.mark() if above is False and text else ""))
+    return header, tuple(marked)
 
 
+def _paper_column(column: PaperColumn, q: Quantity, cells: pd.DataFrame,
+                  paper: PaperTable) -> _Column:
+    """The paper's numbers in our quantity's unit, to the precision the paper printed."""
+    header = column.label + (f" (chance {column.chance:.3g})" if column.chance else "")
+    texts = []
+    for _, cell in cells.iterrows():
+        value = column.get(paper_key(cell, paper))
+        texts.append("" if value is None else _paper_text(value, column, q))
+    return _Column(header, tuple(texts), q.key)
+
+
+def _paper_text(value: float, column: PaperColumn, q: Quantity) -> str:
+    base = value * column.unit
+    if not q.si:
+        return f"{base / q.scale:.{column.digits}f}"
+    scale, prefix = _si_scale(base)
+    digits = len(f"{value:g}".replace(".", "").lstrip("0"))  # as many as the paper printed
+    shown = base / scale
+    places = digits - 1 - math.floor(math.log10(abs(shown))) if shown else 0
+    return f"{round(shown, places):.{max(0, places)}f}{prefix}"
+
+
+def _with_budget_steps(runs: pd.DataFrame, info: StudyInfo) -> tuple[pd.DataFrame, str]:
+    """Runs older than budget/steps_reached: their steps from the study's budget, said so."""
+    key = resource_key(info)
+    done = runs["status"] == FINISHED
+    if key != "steps" or not info.steps or runs.loc[done, key].notna().any() or not done.any():
+        return runs, ""
+    runs = runs.copy()
+    runs.loc[done, key] = float(info.steps)
+    return runs, (f"steps: the study's budget ({info.steps} each); these runs predate the "
+                  f"{records.BUDGET_STEPS} metric.")
 
 
 def _cell_text(cell: pd.Series, q: Quantity) -> str:
@@ -97,7 +217,7 @@ def format_stat(mean: float, se: float, q: Quantity) -> str:
     scale, prefix = (_si_scale(mean) if q.si else (q.scale, ""))
     m, s = mean / scale, se / scale
     if math.isnan(s) or s == 0:
-        return _significant(m, 4) + prefix
+        return (f"{m:.0f}" if q.whole else _significant(m, 4)) + prefix
     decimals = max(0, 1 - math.floor(math.log10(s)))
     return f"{m:.{decimals}f}{prefix} ± {s:.{decimals}f}{prefix}"
 
@@ -165,18 +285,30 @@ def _column_note(runs: pd.DataFrame, q: Quantity, notes: _Notes) -> str:
                      f"runs ({hint}); shown from the runs that have it, empty where none has.")
 
 
-def _standing_notes(shown: list[str], paper: PaperTable | None, cpu: bool) -> list[str]:
-    notes = ["n: finished runs (one per seed) averaged; values are mean ± standard error over "
-             "seeds, without ± when there is one seed or no spread."]
+def _standing_notes(shown: list[str], paper: PaperTable | None, cpu: bool, info: StudyInfo,
+                    main: bool = True) -> list[str]:
+    notes = []
+    if main:
+        notes.append("n: finished runs (one per seed) averaged; values are mean ± standard error "
+                     "over seeds, without ± when there is one seed or no spread. "
+                     + _resource_note(info) + " Every other quantity: the appendix table.")
     if "flops_paper" in shown:
         notes.append("FLOPs/token (exact): forward multiply-adds of matrix products per token "
                      "(attention at the full context, LM head included), as logged. (paper "
                      "approx.): n_layer (block + 2 s d) + d V with block = 6 K d (MemoryFormer) or "
                      "(4 + 2 r) d^2 (dense), from the run's params; see index.md.")
-    if paper is not None:
+    columns = [c for c in paper.columns if c.ours in shown] if paper else []
+    if columns:
         notes.append(f"Columns named 'paper ...' are Ding et al. (NeurIPS 2024) {paper.name}: "
                      f"{paper.caption}; at the paper's scale, not ours; empty where the paper "
                      "has no such row.")
+    converted = sorted({c.converted for c in columns if c.converted})
+    if converted:
+        notes.append("Paper FLOPs are shown in our unit, FLOPs per token: "
+                     + "; ".join(converted) + ".")
+    if any(c.chance for c in columns):
+        notes.append("The paper's accuracy is the average over piqa, winogrande, wsc (2 choices "
+                     "each), arc_easy, arc_challenge and logiqa (4 each): chance 0.375.")
     if cpu and "peak_bytes" in shown:
         notes.append("peak mem MB on CPU is the worker process's peak resident memory since "
                      "the trial's training started (the kernel's high-water mark, reset per run "
@@ -184,14 +316,21 @@ def _standing_notes(shown: list[str], paper: PaperTable | None, cpu: bool) -> li
     return notes
 
 
+def _resource_note(info: StudyInfo) -> str:
+    held = {"flops": "training FLOPs", "seconds": "seconds of optimiser steps"}.get(
+        info.budget, "steps")
+    return f"Held fixed in this study: {held}; its column shows what each run spent."
+
+
 def _numbers(cells: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
              keys: list[str]) -> pd.DataFrame:
+    """Ours as mean, se, n; the paper's in the same unit as ours (FLOPs per token, bytes)."""
     columns = ["cell", *info.axis_names, "kind", "n_runs", "n_finished"]
     for key in keys:
         columns += [f"{key}.mean", f"{key}.se", f"{key}.n"]
     out = cells[columns].copy()
     for column in paper.columns if paper else ():
-        out[column.label] = [column.get(paper_key(c, paper)) for _, c in cells.iterrows()]
+        out[column.label] = [column.base(paper_key(c, paper)) for _, c in cells.iterrows()]
     return out
 
 

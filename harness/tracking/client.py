@@ -5,6 +5,7 @@ Every value written is redacted first (a database URL in a tag must not carry it
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +14,18 @@ from typing import Any
 
 from harness.runs import records
 from harness.tracking.stores import redact
+
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own experiment tag
+TRAINING_KIND = "custom_model_development"  # "Machine learning" in MLflow's UI
+
+
+def quiet_store_logs() -> None:
+    """The store's INFO chatter off in this process ("Creating initial MLflow database tables",
+    alembic's migrations): the harness says what matters in its own lines."""
+    import mlflow  # noqa: F401  (it sets its loggers' levels when imported: import it first)
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass
@@ -26,7 +39,23 @@ class Tracker:
     def _client(self):
         from mlflow.tracking import MlflowClient
 
+        if self.artifact_root is not None and self.uri.startswith("sqlite:///"):
+            database = Path(self.uri.removeprefix("sqlite:///"))
+            if not database.exists():
+                # Made here, MLflow's "Default" experiment keeps its artifacts beside ours
+                # (ARTIFACT_ROOT/0) instead of in ./mlruns/0 of whatever folder this runs in.
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                SqlAlchemyStore(self.uri, self.artifact_root.resolve().as_uri())
         return MlflowClient(self.uri)
+
+    def experiments(self) -> list[tuple[str, str]]:
+        """(name, id) of every experiment that holds runs, newest first (MLflow's Default
+        experiment only where something was logged into it)."""
+        found = self._client.search_experiments(order_by=["creation_time DESC"])
+        return [(e.name, e.experiment_id) for e in found
+                if e.name != "Default" or self._client.search_runs([e.experiment_id],
+                                                                   max_results=1)]
 
     def experiment_id(self, name: str) -> str:
         found = self._client.get_experiment_by_name(name)
@@ -37,7 +66,10 @@ class Tracker:
         # a local folder here would send every worker's artifacts to its own disk.
         if self.artifact_root is not None and not self.uri.startswith(("http://", "https://")):
             location = (self.artifact_root.resolve() / name).as_uri()
-        return self._client.create_experiment(name, artifact_location=location)
+        # MLflow 3's UI opens an experiment of this kind on its runs table (training runs),
+        # not on the GenAI views it picks for an experiment of unknown kind
+        return self._client.create_experiment(name, artifact_location=location,
+                                              tags={EXPERIMENT_KIND: TRAINING_KIND})
 
     def start_run(self, experiment: str, run_name: str, tags: dict[str, str],
                   parent_run_id: str | None = None) -> str:

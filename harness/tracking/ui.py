@@ -14,6 +14,15 @@ import urllib.request
 
 from harness.tracking.stores import check_tracking_uri
 
+# MLflow 3.17's UI opens in its GenAI mode (traces, evaluations) unless told otherwise; this
+# query opens an experiment on its runs table, the view of training runs.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_page(url: str, experiment_id: str) -> str:
+    """The UI's page of one experiment's runs (a study: its parent run and the trials)."""
+    return f"{url.rstrip('/')}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
+
 
 def start_ui(uri: str, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
     """`mlflow server` over the store, in its own process group (it starts child workers)."""
@@ -21,7 +30,11 @@ def start_ui(uri: str, host: str = "127.0.0.1", port: int = 5000) -> subprocess.
         check_tracking_uri(uri)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--host", host, "--port", str(port), "--workers", "1"]
-    return subprocess.Popen(command, start_new_session=True)
+    # no usage telemetry sent from a researcher's machine, and no banner asking about it
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
+           # its own dependencies' deprecation notices are not the user's to act on
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    return subprocess.Popen(command, start_new_session=True, env=env)
 
 
 def wait_until_up(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:

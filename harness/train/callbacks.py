@@ -198,4 +198,4 @@ class SaveAfterValidation(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.location)
+            trainer.save_checkpoint(self.location, weights_only=False)

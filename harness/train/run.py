@@ -8,6 +8,7 @@ costs nothing and leaves no half-made run behind.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from harness.train.fence import FenceCheck, Fenced
 from harness.train.kernel import prepare_kernel
 from harness.train.logger import FlushMetrics, TrackerLogger
 from harness.train.module import CausalLM, NonFiniteLossError
+from harness.train.progress import TRAIN_BAR, BarStyle, StepBar
 from harness.train.recording import (
     Recording,
     RunStopped,
@@ -90,7 +92,7 @@ def train(
     continue_run: str | None = None,
     callbacks: list[pl.Callback] | None = None,
     supervisor: Supervisor | None = None,
-    progress_bar: bool = True,
+    progress_bar: BarStyle | None = TRAIN_BAR,
     announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train `config` and record it; with `resume`, continue a checkpoint in its own MLflow run.
@@ -99,8 +101,9 @@ def train(
     the steps it already logged are not logged twice. Checkpoints go to
     `workspace.checkpoints/RUN_ID/` (a shared path or an fsspec URL lets another machine resume
     them). A `supervisor` (the study runner) hears of the run and its checkpoints and may fence
-    it off (see recording.Supervisor). `announce` hears one-line notices meant for a person
-    (the fused kernel's first build).
+    it off (see recording.Supervisor). `announce` hears the lines meant for a person: the
+    fused kernel's first build, and a header (model, data, store, run) before training starts.
+    `progress_bar` draws one bar of optimiser steps (None: no bar).
     """
     uri = resolve_tracking_uri(recording.tracking_uri, workspace)
     check_tracking_uri(uri, recording.patience)
@@ -116,6 +119,9 @@ def train(
     prepare_kernel([config], announce)  # setup, not the first optimiser step
     run = _open_run(Tracker(uri, artifact_root=workspace.artifacts), config, datamodule,
                     recording, workspace, run_id, resumed_step, supervisor)
+    if announce is not None:
+        for line in _header(config, datamodule, run):
+            announce(line)
     throughput = Throughput(config.train.throughput_warmup_steps, config.train.log_every,
                             flops_per_token(config.model, config.seq_len))
     validation = ValidationClock()
@@ -139,6 +145,27 @@ def train(
     run.tracker.end_run(run.run_id, "FINISHED")
     return TrainResult(run.run_id, recording.experiment, uri, metrics, run.checkpoint,
                        trainer.global_step)
+
+
+PRECISIONS = {"32": "fp32", "bf16": "bf16-mixed"}
+
+
+def _header(config: RunConfig, datamodule: TextDataModule, run: _Run) -> list[str]:
+    """Three lines: what trains, on what, and where it is recorded."""
+    from harness.models.sizes import model_size
+    from harness.tracking.stores import redact
+
+    model, data, size = config.model, config.data, model_size(config.model)
+    tables = (f", {size.table_params / 1e6:.2f}M in tables ({size.table_params * 4 / 2**20:.1f}"
+              " MiB in fp32)" if size.table_params else "")
+    budget = (f"{config.train.seconds_budget:g} s of steps" if config.train.seconds_budget
+              else f"{config.train.max_steps} steps")
+    return [f"model: {model.name or model.kind} ({model.kind}, {model.n_layer} blocks, d "
+            f"{model.d_model}), {size.total_params / 1e6:.2f}M params{tables}",
+            f"data:  {data.corpus}, {data.tokenizer} tokenizer, "
+            f"{datamodule.train_tokens / 1e6:.2f}M training tokens; {budget} of "
+            f"{data.batch_size} x {config.seq_len} tokens, {PRECISIONS[config.train.precision]}",
+            f"store: {redact(run.tracker.uri)}, experiment '{run.experiment}', run {run.run_id}"]
 
 
 def _prepared_data(config: RunConfig) -> TextDataModule:
@@ -197,7 +224,7 @@ def _ends_on_error(tracker: Tracker, run_id: str) -> Iterator[None]:
 
 def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Workspace,
          supervisor: Supervisor, checkpoint_io: AtomicCheckpointIO, callbacks: list[pl.Callback],
-         progress_bar: bool, resume: Path | str | None) -> pl.Trainer:
+         progress_bar: BarStyle | None, resume: Path | str | None) -> pl.Trainer:
     """Fit to max_steps, validate the final step, and write the final checkpoint."""
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     module = CausalLM(config)
@@ -205,14 +232,17 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
     fence = supervisor.fence
     if fence is not None:
         callbacks.append(FenceCheck(fence, config.train.val_every))
+    if progress_bar is not None:
+        total = None if config.train.seconds_budget else config.train.max_steps
+        callbacks.append(StepBar(progress_bar, total))
     callbacks.append(FlushMetrics())  # each step's metrics in one write, before its checkpoint
     callbacks.append(SaveAfterValidation(run.checkpoint))  # last: after the fence it guards
     logger = TrackerLogger(run.tracker, run.run_id, run.experiment, run.logged, fence)
     local_root = (workspace.root if checkpoint_store.is_url(run.checkpoint_dir)
                   else Path(run.checkpoint_dir))
-    trainer = _trainer(config, logger, local_root, progress_bar, callbacks, checkpoint_io)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_lightning():
+            trainer = _trainer(config, logger, local_root, callbacks, checkpoint_io)
             _quiet_known_lightning_warnings()
             trainer.fit(module, datamodule=datamodule,
                         ckpt_path=str(resume) if resume is not None else None)
@@ -222,7 +252,7 @@ def _fit(config: RunConfig, datamodule: TextDataModule, run: _Run, workspace: Wo
         if fence is not None:
             fence.check(always=True)
         if checkpoint_io.saved_step != trainer.global_step:  # not just saved by the validation
-            trainer.save_checkpoint(run.checkpoint)
+            trainer.save_checkpoint(run.checkpoint, weights_only=False)
     finally:
         checkpoint_io.release()  # its spare file: the run's folder keeps the checkpoint alone
     return trainer
@@ -243,7 +273,7 @@ def resume_point(path: Path | str, requested: RunConfig) -> tuple[RunConfig, str
     return config, checkpoint.run_id, checkpoint.step
 
 
-def _trainer(config: RunConfig, logger: TrackerLogger, local_root: Path, progress_bar: bool,
+def _trainer(config: RunConfig, logger: TrackerLogger, local_root: Path,
              callbacks: list[pl.Callback], checkpoint_io: AtomicCheckpointIO) -> pl.Trainer:
     """`callbacks` run in their order: the fence before the checkpoint it guards, given last."""
     train = config.train
@@ -263,10 +293,25 @@ def _trainer(config: RunConfig, logger: TrackerLogger, local_root: Path, progres
         callbacks=[PeakMemoryMonitor(), BucketUsageMonitor(), *callbacks],
         enable_checkpointing=False,  # SaveAfterValidation is the one checkpoint writer
         log_every_n_steps=train.log_every,
-        enable_progress_bar=progress_bar,
+        enable_progress_bar=False,  # StepBar: one bar of steps, none per validation
         enable_model_summary=False,
         default_root_dir=local_root,
     )
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's INFO lines off while it runs: "GPU available: False", "TPU available", tips
+    advertising other products, "`max_steps` reached"; its warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _quiet_known_lightning_warnings() -> None:
