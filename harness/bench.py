@@ -442,17 +442,22 @@ def _num(value: float | None, spec: str, suffix: str = "", scale: float = 1.0) -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `harness bench` and of benchmarks/layer_forward.py (one definition)."""
-    parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--widths", type=int, nargs="+", default=[512, 768, 1024])
+    parser.add_argument("--tokens", type=int, default=4096,
+                        help="rows of the input to one layer (default: %(default)s)")
+    parser.add_argument("--widths", type=int, nargs="+", default=[512, 768, 1024],
+                        help="d_in = d_out of the layers timed (default: %(default)s)")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["fp32", "bf16"],
-                        help="inputs, outputs and nn.Linear's weight")
+                        help="inputs, outputs and nn.Linear's weight (default: %(default)s)")
     parser.add_argument("--tables", nargs="+", choices=list(TABLE_STORAGES),
                         default=list(TABLE_STORAGES),
-                        help="memory-layer table storages timed with fp32 inputs (forward)")
+                        help="memory-layer table storages timed with fp32 inputs (forward; "
+                             "default: %(default)s)")
     parser.add_argument("--repeats", type=int,
                         help="timed repeats of each step (default: 20; 10 with --attention "
                              "or --model)")
-    parser.add_argument("--chunk-size", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=8,
+                        help="the memory layer's chunk size tau, input dims per table (default: "
+                             "%(default)s)")
     parser.add_argument("--device", default="cpu",
                         help="torch device to time on, e.g. cuda (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")

@@ -201,12 +201,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", action="store_true",
                         help="time every attention against softmax SDPA over contexts instead")
     parser.add_argument("--contexts", type=int, nargs="+", default=list(CONTEXTS),
-                        help="context lengths of --attention")
+                        help="--attention: context lengths (default: %(default)s)")
     parser.add_argument("--linformer-k", type=int,
                         help="--attention: Linformer's k at every context (default: context / "
                              f"8, at most {LINFORMER_K_CAP})")
     parser.add_argument("--attention-chunk", type=int, default=64,
-                        help="--attention: model.attention_chunk of the linear attentions")
+                        help="--attention: model.attention_chunk of the linear attentions "
+                             "(default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:

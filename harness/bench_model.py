@@ -158,8 +158,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="store_true",
                         help="time whole models (MemoryFormer against its dense twin) instead")
     parser.add_argument("--presets", nargs="+", default=["memoryformer-nano"],
-                        help="--model: presets to time, each beside its dense twin")
-    parser.add_argument("--batch", type=int, default=BATCH, help="--model: sequences per step")
+                        help="--model: presets to time, each beside its dense twin (default: "
+                             "%(default)s)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="--model: sequences per step "
+                        "(default: %(default)s)")
     parser.add_argument("--seq-len", type=int,
                         help="--model: tokens per sequence (default: the preset's context)")
 

@@ -15,6 +15,7 @@ from harness.errors import ConfigError
 
 def _presets(args: argparse.Namespace) -> int:
     from harness.models import preset, preset_names
+    from harness.models.config import format_bytes
     from harness.models.sizes import describe
 
     rows = [describe(preset(name)) for name in preset_names()]
@@ -23,14 +24,14 @@ def _presets(args: argparse.Namespace) -> int:
         return 0
     width = max(len(row["name"]) for row in rows)
     print(f"{'preset':<{width}} {'kind':<13} {'attention':<10} {'L':>3} {'d':>5} {'H':>3} "
-          f"{'c/b/K':>10} {'params':>9} {'tables':>9} {'fp32 size':>10}")
+          f"{'c/b/K':>10} {'params':>9} {'tables':>9} {'fp32 size':>11}")
     for row in rows:
         knobs = (f"{row['chunk_size']}/{row['bucket_bits']}/{row['num_tables']}"
                  if row["kind"] == "memoryformer" else "-")
         print(f"{row['name']:<{width}} {row['kind']:<13} {row['attention']:<10} "
               f"{row['n_layer']:>3} {row['d_model']:>5} "
               f"{row['n_head']:>3} {knobs:>10} {row['params'] / 1e6:>8.1f}M "
-              f"{row['table_params'] / 1e6:>8.1f}M {row['total_bytes'] / 2**30:>7.2f} GiB")
+              f"{row['table_params'] / 1e6:>8.1f}M {format_bytes(row['total_bytes']):>11}")
     return 0
 
 
@@ -342,10 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a field of the target's run config; repeatable")
     match.set_defaults(run=_match)
 
-    bench = commands.add_parser("bench", help="time MemoryLayer against nn.Linear, with the "
-                                "machine's memory bandwidth (the roofline); --attention: every "
-                                "attention against softmax over contexts; --model: whole models "
-                                "against their dense twin")
+    bench_help = ("time MemoryLayer against nn.Linear, with the machine's memory bandwidth (the "
+                  "roofline); --attention: every attention against softmax over contexts; "
+                  "--model: whole models against their dense twin")
+    bench = commands.add_parser("bench", help=bench_help, description=bench_help[:1].upper()
+                                + bench_help[1:] + ". Ratios are measured side by side in one "
+                                "process; the anchor (the fastest nn.Linear or SDPA) is named in "
+                                "the output.")
     from harness import bench_attention, bench_model
     from harness.bench import add_arguments
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.models import ModelConfig, model_size, preset
+from harness.models.config import format_bytes
 from harness.models.cost import block_cost, flops_per_token, paper_non_attention
 
 # block.parts key -> MemoryLayerSpec name, for the memory-layer breakdown
@@ -94,14 +95,14 @@ def format_flops(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> st
         f"Forward FLOPs per block, batch 1, s = {', '.join(map(str, seqs))} "
         "(1 multiply-add = 1 FLOP, G = 1e9)",
         f"{'preset':<28} {'attention':>10} {'non-attn':>9} {'total':>9} {'6Ksd':>8} "
-        f"{'paper tot':>10} {'elementw':>9} {'params':>9} {'tables':>10}",
+        f"{'paper tot':>10} {'elementw':>9} {'params':>9} {'tables':>11}",
     ]
     for row in rows:
         lines.append(
             f"{_label(row):<28} {_g(row['attention']):>10} {_g(row['non_attention']):>9} "
             f"{_g(row['total']):>9} {_g(row['paper_non_attention']):>8} "
             f"{_g(row['paper_total']):>10} {_g(row['elementwise']):>9} "
-            f"{row['params'] / 1e6:>8.1f}M {row['table_bytes'] / 2**30:>6.2f} GiB")
+            f"{row['params'] / 1e6:>8.1f}M {format_bytes(row['table_bytes']):>11}")
     lines.append("per layer (matrix-like multiply-adds per block); whole model forward per token:")
     for row in rows:
         layers = ", ".join(f"{name} {_g(n)}" for name, n in row["layers"].items())
@@ -113,7 +114,8 @@ def format_flops(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> st
         "multiply-add (linear weights, memory-layer weighted row sums, SimHash combinations);",
         "elementwise (norms, softmax, rotary, activations, feature maps, prefix sums, biases,",
         "residuals, hash and weights) is counted apart. 6Ksd = the paper's approximation of the",
-        "memory layers (Table 1).",
+        "memory layers (Table 1). Counted by the formulas in harness/models/cost.py, which",
+        "equal fvcore's count of the built block (tested; --fvcore counts it here as well).",
     ]
     return "\n".join(lines)
 

@@ -129,12 +129,7 @@ def loss_curves(history: pd.DataFrame, runs: pd.DataFrame, study: str,
             ax.set_ylabel(f"{title} (nats/token)")
             ax.set_title(title)
         fig.suptitle(f"{study}: loss per cell (mean over seeds, band ± se)")
-        legend = axes[0].get_legend()
-        if legend is not None:
-            handles, labels = axes[0].get_legend_handles_labels()
-            legend.remove()
-            fig.legend(handles, [_short_label(t) for t in labels], title="cell",
-                       loc="outside right center", fontsize=8)
+        _legend_beside(fig, axes[0])
     return fig
 
 
@@ -229,13 +224,8 @@ def bucket_usage(layers: pd.DataFrame, study: str, note: str = "",
         axes[1].set_title("bucket hit entropy per layer (higher is better)")
         who = f" of {cells[0]}" if len(cells) == 1 else ""
         fig.suptitle(f"{study}: bucket usage{who} (Figure 4 analogue{note}; per-layer "
-                     "summaries, hit counts are not stored)")
-        legend = axes[1].get_legend()
-        if legend is not None:
-            handles, labels = axes[1].get_legend_handles_labels()
-            legend.remove()
-            fig.legend(handles, [_short_label(t) for t in labels], title="cell",
-                       loc="outside right center", fontsize=8)
+                     "summaries; each run's hit counts are its buckets.npz)")
+        _legend_beside(fig, axes[1])
     return fig
 
 
@@ -295,3 +285,13 @@ def _layer_key(name: str) -> tuple:
     numbers = [int(n) for n in re.findall(r"\d+", name)] or [math.inf]
     rank = next((i for i, part in enumerate(("qkv", "layer_in", "layer_out")) if part in name), 3)
     return (numbers[0], rank, name)
+
+
+def _legend_beside(fig, ax) -> None:
+    """One legend of cells right of the figure, in place of the one seaborn drew on `ax`."""
+    legend = ax.get_legend()
+    if legend is not None:
+        handles, labels = ax.get_legend_handles_labels()
+        legend.remove()
+        fig.legend(handles, [_short_label(t) for t in labels], title="cell",
+                   loc="outside right center", fontsize=8)

@@ -46,16 +46,21 @@ class StepBar(pl.Callback):
         if self._bar is None:
             return
         self._bar.update(trainer.global_step - self._bar.n)
-        loss = trainer.callback_metrics.get(records.TRAIN_LOSS)
-        postfix = {} if loss is None else {"loss": f"{float(loss):.3f}"}
-        if self._val is not None:
-            postfix["val"] = f"{self._val:.3f}"
-        self._bar.set_postfix(postfix, refresh=False)
+        self._show(trainer, refresh=False)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         val = trainer.callback_metrics.get(records.VAL_LOSS)
         if val is not None and not trainer.sanity_checking:
             self._val = float(val)
+            if self._bar is not None:
+                self._show(trainer, refresh=True)  # the last validation comes after the last step
+
+    def _show(self, trainer: pl.Trainer, refresh: bool) -> None:
+        loss = trainer.callback_metrics.get(records.TRAIN_LOSS)
+        postfix = {} if loss is None else {"loss": f"{float(loss):.3f}"}
+        if self._val is not None:
+            postfix["val"] = f"{self._val:.3f}"
+        self._bar.set_postfix(postfix, refresh=refresh)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.close()
