@@ -91,8 +91,10 @@ def _ui(args: argparse.Namespace) -> int:
     try:
         wait_until_up(url, process=process)
         print(f"MLflow UI on {url} (Ctrl-C stops it)", flush=True)
-        for name, experiment_id in Tracker(uri).experiments():
-            print(f"  {name}: {experiment_page(url, experiment_id)}", flush=True)
+        tracker = Tracker(uri)
+        for name, experiment_id in tracker.experiments():
+            page = experiment_page(url, experiment_id, tracker.experiment_tags(experiment_id))
+            print(f"  {name}: {page}", flush=True)
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -61,12 +61,17 @@ def test_the_ui_lists_a_study_and_each_trial_page_shows_it(chromium, shrink, set
         base = f"http://127.0.0.1:{port}"
         wait_until_up(base, process=server)
         shot = tmp_path / "experiment.png"
-        listing = rendered(chromium, experiment_page(base, experiment), tmp_path / "p1", shot)
+        page = experiment_page(base, experiment, tracker.experiment_tags(experiment))
+        assert "viewStateShareKey=" in page  # a study opens on its own view
+        listing = rendered(chromium, page, tmp_path / "p1", shot)
         # the training view: its runs table, not the GenAI overview of traces
         assert ">Runs<" in listing and "Run Name" in listing
         assert ">Overview<" not in listing and "Detect Issues" not in listing
-        assert f">{study.name}<" in listing  # the parent run, by name
         assert f"<strong>{1 + len(cells)}</strong> matching runs" in listing  # parent + trials
+        # the trials grouped by cell, each trial's row shown (not collapsed under the parent)
+        assert "Group by: harness.group" in listing and "Additional runs" in listing
+        for cell in cells:
+            assert f">{cell.trial.user_attrs['cell']}<" in listing
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
         assert tracker.experiments()[0] == (study.name, experiment)
         kind = tracker._client.get_experiment(experiment).tags

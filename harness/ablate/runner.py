@@ -43,6 +43,7 @@ from harness.runs.workspace import Workspace
 from harness.tracking.client import Tracker
 from harness.tracking.provenance import provenance
 from harness.tracking.stores import check_tracking_uri, redact
+from harness.tracking.ui import study_view_tags
 
 STORE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
 __all__ = ["Cell", "Prepared", "Settings", "cells", "prepare_study", "run_study", "total_cells"]
@@ -270,6 +271,7 @@ def _create_parent_run(optuna_study: optuna.Study, tracker: Tracker, study: Stud
             records.STORAGE: redact(settings.storage), records.NOTE: study.description,
             records.STUDY_UID: definition.uid if definition else ""}
     parent = tracker.start_run(study.name, study.name, tags)
+    tracker.set_experiment_tags(study.name, study_view_tags(records.GROUP))
     crash_point("parent.created")
     spec = asdict(study)
     tracker.log_params(parent, {

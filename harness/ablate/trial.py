@@ -161,6 +161,8 @@ class TrialRunner:
         resume, continue_run = self._starting_point(trial, inherited)
         tags = {records.STUDY: self.study.name, records.TRIAL: str(trial.number),
                 records.CELL: label, records.CELL_PARAMS: json.dumps(params, sort_keys=True),
+                records.GROUP: records.cell_label(params, tuple(k for k in params
+                                                                if k != records.SEED)),
                 records.ROLE: records.ROLE_TRIAL}
         recording = Recording(tracking_uri=self.tracker.uri, experiment=self.study.name,
                               run_name=label, parent_run_id=self.parent_run_id, tags=tags,

@@ -154,12 +154,14 @@ def _params_figure(points: pd.DataFrame, study: str, colors: Mapping[str, str] |
                             fmt=KIND_MARKERS.get(kind, "D"), color=palette[row["cell"]],
                             markersize=7, capsize=3, label=row["cell"], zorder=2)
         ax.set_xscale("log")
+        ax.margins(x=0.08, y=0.08)  # points at the extremes clear of the frame
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label))
         ax.set_xlabel(f"{RESOURCES[PARAMS]}, log scale")
         ax.set_ylabel(f"final {LOSS_LABEL}")
-        fig.suptitle(f"{study}: final loss against model size\n(mean ± se over seeds; "
-                     "dashed: one model kind)")
+        joined = (points.groupby("kind", dropna=False).size() > 1).any()
+        fig.suptitle(f"{study}: final loss against model size\n(mean ± se over seeds"
+                     + ("; dashed: one model kind)" if joined else ")"))
         _legend(fig, ax, len(cells))
     return fig
 

@@ -35,6 +35,7 @@ STORAGE = "harness.storage"  # the Optuna storage of the study, redacted
 TRIAL = "harness.trial"  # the Optuna trial number
 CELL = "harness.cell"  # the cell's label (cell_label)
 CELL_PARAMS = "harness.cell_params"  # the cell's params as sorted JSON
+GROUP = "harness.group"  # the cell less its seed (the report's cell): the UI groups seeds by it
 CHECKPOINT = "harness.checkpoint"  # where the run's latest checkpoint is (path or URL)
 RESUMED_FROM = "harness.resumed_from_step"
 RESTART_REASON = "harness.restart_reason"  # why a retry restarted its cell from step 0

@@ -99,6 +99,14 @@ class Tracker:
         for start in range(0, len(items), 1000):
             self._client.log_batch(run_id, metrics=items[start:start + 1000])
 
+    def set_experiment_tags(self, experiment: str, tags: dict[str, str]) -> None:
+        experiment_id = self.experiment_id(experiment)
+        for key, value in tags.items():
+            self._client.set_experiment_tag(experiment_id, key, value)
+
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        return dict(self._client.get_experiment(experiment_id).tags)
+
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         for key, value in tags.items():
             self._client.set_tag(run_id, key, redact(str(value)))

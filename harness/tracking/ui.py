@@ -4,6 +4,7 @@ workers.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,10 +19,28 @@ from harness.tracking.stores import check_tracking_uri
 # query opens an experiment on its runs table, the view of training runs.
 TRAINING_VIEW = "workflowType=machine_learning"
 
+# A study's runs table with its trials grouped by cell (mean over seeds in each group's row).
+# The UI opens nested trials collapsed under their parent run and takes no URL to expand them;
+# a view shared through an experiment tag can set the grouping, so each study carries one.
+STUDY_VIEW = "harness-cells"
+_SHARED_VIEW_TAG = "mlflow.sharedViewState."  # MLflow's own prefix, read by its UI
 
-def experiment_page(url: str, experiment_id: str) -> str:
-    """The UI's page of one experiment's runs (a study: its parent run and the trials)."""
-    return f"{url.rstrip('/')}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
+
+def study_view_tags(group_tag: str) -> dict[str, str]:
+    """The experiment tag of STUDY_VIEW: runs grouped by the tag `group_tag`."""
+    state = {"groupBy": {"aggregateFunction": "average",
+                         "groupByKeys": [{"mode": "tag", "groupByData": group_tag}]}}
+    return {_SHARED_VIEW_TAG + STUDY_VIEW: json.dumps(state)}
+
+
+def experiment_page(url: str, experiment_id: str, experiment_tags: dict[str, str] | None = None
+                    ) -> str:
+    """The UI's page of one experiment's runs; a study's (its tags hold STUDY_VIEW) opens with
+    its trials grouped by cell."""
+    page = f"{url.rstrip('/')}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
+    if _SHARED_VIEW_TAG + STUDY_VIEW in (experiment_tags or {}):
+        page += f"&viewStateShareKey={STUDY_VIEW}"
+    return page
 
 
 def start_ui(uri: str, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
