@@ -283,8 +283,11 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.build import build_report
     from harness.tracking.stores import resolve_tracking_uri
 
-    result = build_report(args.study, resolve_tracking_uri(args.tracking_uri), args.out,
-                          log=not args.no_log, dpi=args.dpi)
+    data_from = args.data_from
+    out = args.out if args.out is not None or data_from is None else data_from
+    uri = "" if data_from is not None else resolve_tracking_uri(args.tracking_uri)
+    result = build_report(args.study, uri, out, log=not args.no_log, dpi=args.dpi,
+                          data_from=data_from)
     print(f"report of {result.study}: {result.index} ({len(result.files)} files"
           + (", also logged to the study's parent run)" if result.logged else ")"))
     return 0
@@ -420,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-log", action="store_true",
                         help="do not attach the report to the study's parent run")
     report.add_argument("--dpi", type=int, default=120)
+    report.add_argument("--from", dest="data_from", type=Path, metavar="REPORT_DIR",
+                        help="rebuild from the data a report folder holds (its data/), without "
+                             "the tracking store; writes into that folder unless --out")
     report.set_defaults(run=_report)
 
     evaluate = commands.add_parser("eval", help="evaluate a run or checkpoint: perplexity, "

@@ -44,3 +44,18 @@ def test_a_trained_study_reports_from_its_store_and_logs_the_report(shrink, sett
     with pytest.raises(ConfigError, match=r"'train' holds single runs .*, not a study; "
                                           r"allowed: quickstart$"):
         build_report("train", settings.tracking_uri, tmp_path / "unused")
+
+    # the report holds its data: rebuilt from that folder alone, every file comes out the same
+    assert {"runs.csv", "history.csv", "buckets.npz", "source.txt"} <= {
+        path.name for path in (out / "data").iterdir()}
+    assert (out / "bucket_hits.png").is_file() and "## Bucket hits against uniform" in (
+        out / "index.md").read_text()
+    again = build_report(study.name, "", tmp_path / "rebuilt", dpi=40, data_from=out)
+    assert not again.logged
+    for path in result.files:
+        relative = path.relative_to(out)
+        assert (tmp_path / "rebuilt" / relative).read_bytes() == path.read_bytes(), relative
+    with pytest.raises(ConfigError, match=r"holds the data of quickstart, not 'other'"):
+        build_report("other", "", tmp_path / "unused", data_from=out)
+    with pytest.raises(ConfigError, match=r"has no data/runs.csv"):
+        build_report(study.name, "", tmp_path / "unused", data_from=tmp_path / "unused")

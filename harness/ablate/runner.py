@@ -345,6 +345,10 @@ def _summary(enabled: bool, bar):
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
         line = (f"trial {trial.number} [{cell}] {outcome} ({seconds:.0f} s, "
                 f"run {trial.user_attrs.get(RUN_ID, '-')})")
-        (bar.write if bar is not None else print)(line)
+        if bar is None:
+            print(line, flush=True)
+            return
+        with bar.external_write_mode(file=sys.stdout):  # the bars cleared, then redrawn below
+            print(line, flush=True)  # flushed inside: piped stdout would land after the redraw
 
     return report

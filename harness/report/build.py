@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import ConfigError
+from harness.report.archive import read_records, write_records
 from harness.report.cells import (
     FINISHED,
     aggregate,
@@ -30,6 +32,7 @@ from harness.report.summary import (
     within_conditions,
 )
 from harness.report.tables import Tables, build_tables, per_seed_csv, to_csv, to_latex, to_markdown
+from harness.runs.records import STUDY
 
 ARTIFACT_PATH = "report"
 TABLE_FILES = {"Markdown": "table.md", "LaTeX": "table.tex", "CSV": "table.csv"}
@@ -38,7 +41,8 @@ PER_SEED_FILE = "per_seed.csv"  # one row per trial run: what every test in inde
 # figures this module names; an older report's leftovers among them are removed before writing
 FIGURE_FILES = ("ppl_vs_flops.png", "loss_curves.png", "throughput.png", "bucket_usage.png",
                 "heatmap.png", "loss_vs_flops.png", "loss_vs_seconds.png", "loss_vs_params.png",
-                "sweeps.png", "scaling_flops.png")
+                "sweeps.png", "scaling_flops.png", "bucket_hits.png")
+BUCKET_HITS_FILE = "bucket_hits.png"
 EFFECT_PREFIX = "effect_"
 SUMMARY_KEYS = ["val_ppl", "val_loss", "flops_exact", "flops_paper", "table_bytes",
                 "tokens_per_s", "block_flops", "block_flops_no_attn"]
@@ -62,13 +66,20 @@ class ReportResult:
 
 
 def build_report(study: str, tracking_uri: str, out: Path | None = None, *, log: bool = True,
-                 dpi: int = 120) -> ReportResult:
+                 dpi: int = 120, data_from: Path | None = None) -> ReportResult:
     """Read the study from the store, write its report into `out` (default reports/STUDY) and,
-    with `log`, attach it to the study's parent run. Raises ConfigError for an unknown study."""
+    with `log`, attach it to the study's parent run. Raises ConfigError for an unknown study.
+
+    `data_from`: a report folder; the report is rebuilt from the data it holds (archive.py),
+    without the store (nothing is logged)."""
     from harness.tracking.client import Tracker
     from harness.tracking.stores import redact
 
     out = Path(out) if out is not None else Path("reports") / study
+    if data_from is not None:
+        records, source = read_records(data_from)
+        _check_study(records, study, data_from)
+        return write_report(records, study, out, source=source, dpi=dpi)
     records = read_study(study, tracking_uri)
     result = write_report(records, study, out, source=redact(tracking_uri), dpi=dpi)
     if log and result.parent_run_id is not None:
@@ -83,6 +94,7 @@ def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
     from harness.report import plots
     out.mkdir(parents=True, exist_ok=True)
     _remove_old_figures(out)
+    data = write_records(records, out, source)
     info = study_info(study, records.runs)
     runs = per_run(records.runs, info)
     finished_kinds = runs.loc[runs["status"] == FINISHED, "kind"].dropna().unique()
@@ -97,18 +109,26 @@ def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
     for figure, fig in figures:
         plots.save(fig, out / figure.file, dpi)
     sections, more = _fairness(records, runs, info, out, dpi)
-    shown = [figure for figure, _ in figures] + more
+    late, hits = _bucket_hits(records, runs, cells, info, out, dpi)
+    shown = [figure for figure, _ in figures] + hits + more
     index = out / "index.md"
     index.write_text(index_markdown(
         info, runs, cells, tables.main, paper, shown,
         provenance_lines(records.runs, runs, info, source or "unknown"),
         {name: file.name for name, file in zip(TABLE_FILES, written, strict=False)},
         per_seed=PER_SEED_FILE, sections=sections, appendix=tables.appendix,
-        flops=flops_paragraph(records.runs, runs, cells)))
+        flops=flops_paragraph(records.runs, runs, cells), late_sections=late))
     return ReportResult(study=study, out=out,
-                        files=(index, *written, per_seed, *(out / f.file for f in shown)),
+                        files=(index, *written, per_seed, *(out / f.file for f in shown), *data),
                         cells=len(cells), runs=len(runs), parent_run_id=info.parent_run_id,
                         logged=False)
+
+
+def _check_study(records: StudyRecords, study: str, folder: Path) -> None:
+    names = sorted(set(records.runs.get(tag_column(STUDY), pd.Series(dtype=str)).dropna()))
+    if names != [study]:
+        raise ConfigError("study", f"{folder} holds the data of {', '.join(names) or 'no study'}"
+                          f", not {study!r}; allowed: {', '.join(names) or 'none'}")
 
 
 def _write_tables(tables: Tables, out: Path, study: str, paper_name: str | None) -> list[Path]:
@@ -164,8 +184,8 @@ def make_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFrame,
     if not layers.empty:
         layers, note = _best_cells(layers, cells)
         made.append(("bucket_usage.png", plots.bucket_usage(layers, info.name, note, colors),
-                     "Bucket usage per memory layer (the paper's Figure 4 shows hit counts; "
-                     "the harness records each layer's unused share and normalised entropy)."))
+                     "Bucket usage per memory layer: the share of buckets never hit and the "
+                     "normalised hit entropy, per seed (bucket_hits.png draws the counts)."))
     if len(info.axis_names) >= 2 and not info.is_search and cells["val_ppl.mean"].notna().any():
         made.append(("heatmap.png", plots.heatmap(cells, info.axis_names, info.name),
                      "Mean validation perplexity over the grid; an empty square had no "
@@ -195,6 +215,26 @@ def _fairness(records: StudyRecords, runs: pd.DataFrame, info, out: Path, dpi: i
         figures.append(Figure(path.name, "Final validation loss against training FLOPs per "
                               "family, with each family's fitted power law."))
     return tuple(sections), figures
+
+
+def _bucket_hits(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFrame, info,
+                 out: Path, dpi: int) -> tuple[tuple[tuple[str, list[str]], ...], list[Figure]]:
+    """Figure 4 from the best MemoryFormer cell's hit counts, with its verdict."""
+    from harness.report import buckets, plots
+
+    cell = buckets.figure_cell(cells, records.buckets, runs)
+    if cell is None:
+        return (), []
+    table = buckets.uniformity(records.buckets, runs, cell)
+    color = study_colors(runs).get(cell, "C0")
+    plots.save(buckets.histograms(records.buckets, runs, cell, info.name, color),
+               out / BUCKET_HITS_FILE, dpi)
+    figure = Figure(BUCKET_HITS_FILE, f"The paper's Figure 4 for {cell}: per memory layer, each "
+                    "table's buckets sorted from most to least hit, hits relative to the uniform "
+                    "share (median over tables and seeds, band 10-90%), beside a uniform hash's "
+                    "at the same token count; where a line stops, the remaining buckets were "
+                    "never hit.")
+    return (("Bucket hits against uniform (Figure 4)", buckets.markdown_lines(table)),), [figure]
 
 
 def _numeric_axes(runs: pd.DataFrame, info) -> list[str]:

@@ -5,6 +5,7 @@ global registry, and the Agg backend renders them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
@@ -186,9 +187,10 @@ def throughput(runs: pd.DataFrame, study: str, colors: Mapping[str, str] | None 
                     palette={c: palette[c] for c in order}, errorbar="se", capsize=0.2,
                     saturation=1, orient="h", legend=False, ax=ax)  # saturation 1: the
         # cell's own colour, as its lines elsewhere, not seaborn's muted bar shade
-        sns.stripplot(data=data, y="cell", x="ktok", order=order, color="white",
-                      edgecolor="0.1", linewidth=1.2, size=7, jitter=0.15, zorder=3,
-                      orient="h", ax=ax)
+        with _fixed_jitter():
+            sns.stripplot(data=data, y="cell", x="ktok", order=order, color="white",
+                          edgecolor="0.1", linewidth=1.2, size=7, jitter=0.15, zorder=3,
+                          orient="h", ax=ax)
         ax.set_yticks(range(len(order)))
         ax.set_yticklabels([_short_label(c) + (f"\n(seeds {spreads[c].ratio:.1f}x apart)"
                                                if c in spreads else "") for c in order])
@@ -202,7 +204,7 @@ def bucket_usage(layers: pd.DataFrame, study: str, note: str = "",
                  colors: Mapping[str, str] | None = None) -> Figure:
     """Per memory layer: share of never-hit buckets (left) and normalised hit entropy (right),
     one bar per cell (mean over seeds). The Figure 4 analogue, from per-layer summaries."""
-    order = sorted(layers["layer"].unique(), key=_layer_key)
+    order = sorted(layers["layer"].unique(), key=layer_key)
     cells = list(dict.fromkeys(layers["cell"]))
     palette = _colors(colors, cells)
     height = 1.8 + 0.28 * len(order) * max(2, len(cells))
@@ -224,7 +226,7 @@ def bucket_usage(layers: pd.DataFrame, study: str, note: str = "",
         axes[1].set_title("bucket hit entropy per layer (higher is better)")
         who = f" of {cells[0]}" if len(cells) == 1 else ""
         fig.suptitle(f"{study}: bucket usage{who} (Figure 4 analogue{note}; per-layer "
-                     "summaries; each run's hit counts are its buckets.npz)")
+                     "summaries)")
         _legend_beside(fig, axes[1])
     return fig
 
@@ -280,7 +282,7 @@ def _short_label(cell: str, limit: int = 44) -> str:
     return cell if len(cell) <= limit else cell[:limit - 1] + "…"
 
 
-def _layer_key(name: str) -> tuple:
+def layer_key(name: str) -> tuple:
     """blocks.0.qkv, blocks.0.ffn.layer_in, blocks.0.ffn.layer_out, blocks.1.qkv, ..."""
     numbers = [int(n) for n in re.findall(r"\d+", name)] or [math.inf]
     rank = next((i for i, part in enumerate(("qkv", "layer_in", "layer_out")) if part in name), 3)
@@ -295,3 +297,15 @@ def _legend_beside(fig, ax) -> None:
         legend.remove()
         fig.legend(handles, [_short_label(t) for t in labels], title="cell",
                    loc="outside right center", fontsize=8)
+
+
+@contextlib.contextmanager
+def _fixed_jitter():
+    """Seaborn jitters strip points with NumPy's global generator: seed it for the one call, so
+    a report rebuilt from the same data draws the same PNG."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)

@@ -6,9 +6,14 @@ rebuilt (and tested) from a table alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
@@ -26,6 +31,8 @@ _PAGE = 1000
 class StudyRecords:
     runs: pd.DataFrame  # one row per run (parent and trials), columns as mlflow.search_runs
     history: pd.DataFrame  # run_id, key, step, value: HISTORY_KEYS of every trial run
+    # run_id -> layer -> (K, 2**b) bucket hit counts of the trial's last validation pass
+    buckets: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
 
 def metric_column(name: str) -> str:
@@ -62,7 +69,7 @@ def read_study(study: str, tracking_uri: str) -> StudyRecords:
                           + (", ".join(names) or "none yet (run `harness ablate` first)"))
     runs = runs_frame(_all_runs(client, experiment.experiment_id))
     history = _histories(client, runs)
-    return StudyRecords(runs, history)
+    return StudyRecords(runs, history, _bucket_counts(client, runs))
 
 
 def study_names(client) -> list[str]:
@@ -106,6 +113,37 @@ def runs_frame(runs: list) -> pd.DataFrame:
     metrics = [c for c in frame.columns if c.startswith(METRICS)]
     frame[metrics] = frame[metrics].astype(float)
     return frame
+
+
+def _bucket_counts(client, runs: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """Each MemoryFormer trial's buckets.npz (train/callbacks.py), where it logged one."""
+    counts = {}
+    role = runs.get(tag_column(records.ROLE), pd.Series(index=runs.index, dtype=object))
+    with tempfile.TemporaryDirectory() as scratch, _no_download_bars():
+        for run_id in runs.loc[role == records.ROLE_TRIAL, "run_id"]:
+            if not any(item.path == records.BUCKETS_ARTIFACT
+                       for item in client.list_artifacts(run_id)):
+                continue
+            path = Path(client.download_artifacts(run_id, records.BUCKETS_ARTIFACT, scratch))
+            with np.load(path) as stored:
+                counts[run_id] = {layer: stored[layer] for layer in stored.files}
+            path.unlink()
+    return counts
+
+
+@contextlib.contextmanager
+def _no_download_bars():
+    """MLflow draws a progress bar per artifact downloaded; a report reads dozens of tiny ones."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _histories(client, runs: pd.DataFrame) -> pd.DataFrame:

@@ -49,12 +49,14 @@ def index_markdown(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame, tab
                    paper: PaperTable | None, figures: list[Figure], provenance: list[str],
                    files: dict[str, str], per_seed: str | None = None,
                    sections: tuple[tuple[str, list[str]], ...] = (),
-                   appendix: Table | None = None, flops: str = "") -> str:
+                   appendix: Table | None = None, flops: str = "",
+                   late_sections: tuple[tuple[str, list[str]], ...] = ()) -> str:
     """runs: `cells.per_run`; cells: `cells.aggregate` with val_ppl, val_loss, flops_exact,
     flops_paper, table_bytes and tokens_per_s; provenance: `provenance_lines` output;
     per_seed: the file of per-run values beside index.md, if one is written; sections: (title,
     lines) placed after the outcome; appendix: the table of every other quantity; flops: the
-    FLOPs paragraph (flops_text), left out when empty."""
+    FLOPs paragraph (flops_text), left out when empty; late_sections: (title, lines) after the
+    appendix (secondary measurements, such as bucket usage)."""
     parts = [f"# Study report: {info.name}", ""]
     if info.description.strip():
         parts += ["> " + " ".join(info.description.split()), ""]
@@ -73,6 +75,8 @@ def index_markdown(info: StudyInfo, runs: pd.DataFrame, cells: pd.DataFrame, tab
             parts += [f"![{figure.caption}]({figure.file})", "", f"*{figure.caption}*", ""]
     if appendix is not None and any(appendix.numeric_columns):
         parts += ["## Appendix: every other quantity", "", to_markdown(appendix), ""]
+    for title, lines in late_sections:
+        parts += [f"## {title}", "", *lines, ""]
     if flops:
         parts += ["## FLOPs: exact count against the paper's approximation", "", flops, ""]
     parts += ["## Provenance", "", *provenance, ""]

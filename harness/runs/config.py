@@ -40,8 +40,13 @@ class OptimConfig:
     grad_clip: float = 1.0
     warmup_fraction: float = 0.01
     min_lr_ratio: float = 0.1
+    # One fused AdamW pass per step; false: torch's foreach implementation. Same arithmetic in
+    # another floating-point order (ablations/float-order.yaml measures what that changes).
+    fused: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fused, bool):
+            raise ConfigError("fused", f"{self.fused!r}; allowed: true, false")
         if self.lr is not None:
             check_number("lr", self.lr, positive=True)
         check_number("memory_lr_multiplier", self.memory_lr_multiplier, positive=True)

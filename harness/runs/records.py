@@ -50,6 +50,9 @@ TOKENIZER_DIGEST = "data.tokenizer_digest"
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests a trial under its study in the UI
 NOTE = "mlflow.note.content"  # MLflow's own: the run's description
 
+# Artifacts.
+BUCKETS_ARTIFACT = "buckets.npz"  # layer name -> (K, 2**b) int64 hit counts (train/callbacks.py)
+
 # Metrics.
 VAL_LOSS = "val/loss"
 VAL_PPL = "val/ppl"

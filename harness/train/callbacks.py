@@ -20,7 +20,7 @@ from harness.models.cost import TRAINING_FLOPS_FACTOR
 from harness.runs import records
 from harness.train.buckets import BucketCounter
 
-BUCKETS_ARTIFACT = "buckets.npz"
+BUCKETS_ARTIFACT = records.BUCKETS_ARTIFACT
 
 
 def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -84,7 +84,9 @@ class CausalLM(pl.LightningModule):
             lr=self.config.peak_lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
             # One fused pass per step instead of a dozen foreach passes over every value:
             # MemoryFormer's tables make the optimizer step a third of a nano model's step time.
-            fused=all(p.device.type in ("cpu", "cuda") for p in self.model.parameters()),
+            fused=optim.fused and all(p.device.type in ("cpu", "cuda")
+                                      for p in self.model.parameters()),
+            foreach=None if optim.fused else True,
         )
         if self.config.train.seconds_budget is not None:
             return optimizer  # the schedule follows the clock: train/budget.py sets the LR
