@@ -293,6 +293,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time(args: argparse.Namespace) -> int:
+    from harness.ablate.timing import format_timings, time_study
+    from harness.tracking.stores import resolve_tracking_uri
+
+    if args.rounds < 1 or args.steps < 1:
+        raise ConfigError("rounds" if args.rounds < 1 else "steps", "must be at least 1; "
+                          "allowed: a positive number")
+    timings = time_study(args.study, resolve_tracking_uri(args.tracking_uri), args.rounds,
+                         args.steps, log=not args.no_log,
+                         progress=lambda line: print(f"timing {args.study}: {line}", flush=True))
+    print(format_timings(timings))
+    if not args.no_log:
+        print(f"logged on {sum(len(t.runs) for t in timings)} runs as "
+              "perf/timed_tokens_per_s (with _low, _high); `harness report "
+              f"{args.study}` shows them")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from harness.evaluate import DEFAULT_TASKS, evaluate, format_results
 
@@ -427,6 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rebuild from the data a report folder holds (its data/), without "
                              "the tracking store; writes into that folder unless --out")
     report.set_defaults(run=_report)
+
+    timing = commands.add_parser(
+        "time", help="the timing pass: each cell of a finished study timed again in one quiet "
+        "process (cells interleaved), logged on its runs for the report's throughput",
+        description="Time each cell's training step (its run's config, real batches, cells "
+        "taking turns round by round) and log tokens/s with the slowest and fastest rounds on "
+        "the cell's runs. Run it with nothing else running.")
+    timing.add_argument("study", help="the study's name (its MLflow experiment)")
+    timing.add_argument("--tracking-uri", help="MLflow store (default as for ablate)")
+    timing.add_argument("--rounds", type=int, default=5,
+                        help="rounds; each times every cell once (default: %(default)s)")
+    timing.add_argument("--steps", type=int, default=8,
+                        help="optimiser steps per cell per round (default: %(default)s)")
+    timing.add_argument("--no-log", action="store_true", help="print only, log nothing")
+    timing.set_defaults(run=_time)
 
     evaluate = commands.add_parser("eval", help="evaluate a run or checkpoint: perplexity, "
                                    "multiple choice, BIG-bench, lm-eval tasks")

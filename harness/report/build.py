@@ -48,6 +48,9 @@ SUMMARY_KEYS = ["val_ppl", "val_loss", "flops_exact", "flops_paper", "table_byte
                 "tokens_per_s", "block_flops", "block_flops_no_attn"]
 MAX_EFFECT_AXES = 3
 MAX_BUCKET_CELLS = 6
+_TIMED_CAPTION = ("From the timing pass (`harness time`): each cell's training step timed after "
+                  "the study, cells taking turns, median round; one value per cell, so the seeds' "
+                  "dots coincide.")
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,9 @@ def make_figures(records: StudyRecords, runs: pd.DataFrame, cells: pd.DataFrame,
                    + "; ".join(s.sentence() for s in spreads.values()) + ".") if spreads else ""
         made.append(("throughput.png", plots.throughput(runs, info.name, colors, spreads),
                      "Training throughput per cell: bars mean ± standard error, dots single "
-                     "seeds. Measured on the machine in Provenance; noisy on shared CPUs."
+                     "seeds. " + (_TIMED_CAPTION if runs["timed"].any() else
+                                  "Measured during training on the machine in Provenance; noisy "
+                                  "on shared CPUs (`harness time STUDY` times it quietly).")
                      + flagged))
     layers = layer_usage(records.runs, runs)
     if not layers.empty:

@@ -31,6 +31,8 @@ def appendix_keys(runs: pd.DataFrame, paper: PaperTable | None,
     keys += [q.key for q in STANDARD]
     extra = {q.key for q in EXTRA}
     keys += [k for k in quantities if k not in extra and runs[k].notna().any()]
+    if runs["train_tokens_per_s"].notna().any():
+        keys.append("train_tokens_per_s")
     return [k for k in dict.fromkeys(keys) if k not in main]
 
 

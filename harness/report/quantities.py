@@ -75,6 +75,8 @@ EXTRA = (  # shown beside a paper column that needs them
     Quantity("bucket_unused", "unused bucket share", kinds=MEMORY,
              metric=records.bucket_metric("unused_share")),
     Quantity("train_flops_per_s", "train FLOP/s", si=True, metric=records.TRAIN_FLOPS_PER_S),
+    # beside a timed tokens_per_s only: what training saw, other work on the machine included
+    Quantity("train_tokens_per_s", "tokens/s seen in training", si=True, derived=True),
     Quantity("trial_seconds", "trial s", metric=records.TRIAL_SECONDS),
     # the resource a budget holds fixed (RESOURCE_KEYS), as each run spent it
     Quantity("steps", "steps", metric=records.BUDGET_STEPS, whole=True),
@@ -123,6 +125,11 @@ def derive(runs: pd.DataFrame, kinds: pd.Series) -> pd.DataFrame:
         if not q.derived:
             out[q.key] = metric(q.metric)
     out["val_ppl"] = np.exp(out["val_loss"])
+    # a timing pass (`harness time`) replaces what training saw, which is kept beside it
+    timed = metric(records.TIMED_TOKENS_PER_S)
+    out["train_tokens_per_s"] = out["tokens_per_s"].where(timed.notna())
+    out["tokens_per_s"] = timed.fillna(out["tokens_per_s"])
+    out["timed"] = timed.notna()
     legacy = legacy_costs(runs, kinds)
     for key, name in COSTS.items():  # as logged; from params where a run predates cost/*
         out[key] = metric(name).fillna(legacy[key])

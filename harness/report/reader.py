@@ -6,8 +6,6 @@ rebuilt (and tested) from a table alone.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.runs import records
+from harness.tracking.client import quiet_downloads
 
 # the curves a report draws, and the resources spent by each step (loss against FLOPs, seconds)
 HISTORY_KEYS = (records.VAL_LOSS, records.TRAIN_LOSS, records.BUDGET_FLOPS_USED,
@@ -119,7 +118,7 @@ def _bucket_counts(client, runs: pd.DataFrame) -> dict[str, dict[str, np.ndarray
     """Each MemoryFormer trial's buckets.npz (train/callbacks.py), where it logged one."""
     counts = {}
     role = runs.get(tag_column(records.ROLE), pd.Series(index=runs.index, dtype=object))
-    with tempfile.TemporaryDirectory() as scratch, _no_download_bars():
+    with tempfile.TemporaryDirectory() as scratch, quiet_downloads():
         for run_id in runs.loc[role == records.ROLE_TRIAL, "run_id"]:
             if not any(item.path == records.BUCKETS_ARTIFACT
                        for item in client.list_artifacts(run_id)):
@@ -129,21 +128,6 @@ def _bucket_counts(client, runs: pd.DataFrame) -> dict[str, dict[str, np.ndarray
                 counts[run_id] = {layer: stored[layer] for layer in stored.files}
             path.unlink()
     return counts
-
-
-@contextlib.contextmanager
-def _no_download_bars():
-    """MLflow draws a progress bar per artifact downloaded; a report reads dozens of tiny ones."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    before = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
 
 
 def _histories(client, runs: pd.DataFrame) -> pd.DataFrame:

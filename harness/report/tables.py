@@ -82,7 +82,8 @@ def build_tables(runs: pd.DataFrame, info: StudyInfo, paper: PaperTable | None,
     identity = _identity(cells, info, marks)
     main_table = _table(identity, body, notes, [
         *([budget_note] if budget_note else []),
-        *_standing_notes([c.key for c in body], paper, cpu, info)], numbers)
+        *_standing_notes([c.key for c in body], paper, cpu, info, timed=_timing(runs))],
+        numbers)
     notes = _Notes()
     body = _part(runs, cells, info, paper, rest, quantities, notes, spreads)
     appendix = _table(identity[:-1], body, notes,
@@ -285,13 +286,28 @@ def _column_note(runs: pd.DataFrame, q: Quantity, notes: _Notes) -> str:
                      f"runs ({hint}); shown from the runs that have it, empty where none has.")
 
 
+def _timing(runs: pd.DataFrame) -> str:
+    """How the tokens/s column was measured: the timing pass, or during training."""
+    timed = runs["timed"].fillna(False).astype(bool) if "timed" in runs else None
+    if timed is not None and timed.any():
+        part = "" if timed.all() else f" ({int(timed.sum())} of {len(runs)} runs; the rest " \
+            "as seen in training)"
+        return ("train tokens/s: the timing pass (`harness time`), each cell's training step "
+                "timed after the study with its cells taking turns, median round" + part
+                + "; what training saw is in the appendix.")
+    return ("train tokens/s: as seen during training, whatever else the machine ran meanwhile; "
+            "`harness time STUDY` times every cell in one quiet pass.")
+
+
 def _standing_notes(shown: list[str], paper: PaperTable | None, cpu: bool, info: StudyInfo,
-                    main: bool = True) -> list[str]:
+                    main: bool = True, timed: str = "") -> list[str]:
     notes = []
     if main:
         notes.append("n: finished runs (one per seed) averaged; values are mean ± standard error "
                      "over seeds, without ± when there is one seed or no spread. "
                      + _resource_note(info) + " Every other quantity: the appendix table.")
+    if timed and "tokens_per_s" in shown:
+        notes.append(timed)
     if "flops_paper" in shown:
         notes.append("FLOPs/token (exact): forward multiply-adds of matrix products per token "
                      "(attention at the full context, LM head included), as logged. (paper "

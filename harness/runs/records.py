@@ -62,6 +62,11 @@ TRAIN_LR = "train/lr"
 TOKENS_PER_S = "perf/tokens_per_s"  # optimiser steps only, warm-up steps excluded
 FLOPS_PER_TOKEN = "perf/flops_per_token"  # forward, exact count (models/cost.py)
 TRAIN_FLOPS_PER_S = "perf/train_flops_per_s"  # at models/cost.py's training convention
+# the timing pass after a study (train/timing.py): each cell's median round and its spread
+TIMED_TOKENS_PER_S = "perf/timed_tokens_per_s"
+TIMED_LOW = "perf/timed_tokens_per_s_low"  # the slowest round
+TIMED_HIGH = "perf/timed_tokens_per_s_high"  # the fastest round
+TIMING = "harness.timing"  # tag: how the timing pass ran (rounds, steps, cells, threads, CPU)
 STEP_SECONDS = "perf/step_seconds"  # optimiser steps, warm-up included
 WALL_SECONDS = "perf/wall_s"  # the whole fit
 TRIAL_SECONDS = "perf/trial_seconds"

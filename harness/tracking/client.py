@@ -5,7 +5,9 @@ Every value written is redacted first (a database URL in a tag must not carry it
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +19,21 @@ from harness.tracking.stores import redact
 
 EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own experiment tag
 TRAINING_KIND = "custom_model_development"  # "Machine learning" in MLflow's UI
+
+
+@contextlib.contextmanager
+def quiet_downloads():
+    """MLflow draws a progress bar per artifact downloaded; the harness fetches tiny ones."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def quiet_store_logs() -> None:
@@ -187,4 +204,5 @@ class Tracker:
         if artifact_path not in listed:
             return None
         destination.mkdir(parents=True, exist_ok=True)
-        return Path(self._client.download_artifacts(run_id, artifact_path, str(destination)))
+        with quiet_downloads():
+            return Path(self._client.download_artifacts(run_id, artifact_path, str(destination)))
