@@ -294,15 +294,22 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _time(args: argparse.Namespace) -> int:
-    from harness.ablate.timing import format_timings, time_study
+    from harness.ablate.timing import format_timings, time_report, time_study
     from harness.tracking.stores import resolve_tracking_uri
 
     if args.rounds < 1 or args.steps < 1:
         raise ConfigError("rounds" if args.rounds < 1 else "steps", "must be at least 1; "
                           "allowed: a positive number")
+    def progress(line: str) -> None:
+        print(f"timing {args.study}: {line}", flush=True)
+
+    if args.data_from is not None:
+        timings = time_report(args.study, args.data_from, args.rounds, args.steps, progress)
+        print(format_timings(timings))
+        print(f"written into {args.data_from}/data/runs.csv; report rebuilt in {args.data_from}")
+        return 0
     timings = time_study(args.study, resolve_tracking_uri(args.tracking_uri), args.rounds,
-                         args.steps, log=not args.no_log,
-                         progress=lambda line: print(f"timing {args.study}: {line}", flush=True))
+                         args.steps, log=not args.no_log, progress=progress)
     print(format_timings(timings))
     if not args.no_log:
         print(f"logged on {sum(len(t.runs) for t in timings)} runs as "
@@ -459,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--steps", type=int, default=8,
                         help="optimiser steps per cell per round (default: %(default)s)")
     timing.add_argument("--no-log", action="store_true", help="print only, log nothing")
+    timing.add_argument("--from", dest="data_from", type=Path, metavar="REPORT_DIR",
+                        help="time the cells of a report's data instead (no store needed): the "
+                             "timings go into its data/runs.csv and the report is rebuilt")
     timing.set_defaults(run=_time)
 
     evaluate = commands.add_parser("eval", help="evaluate a run or checkpoint: perplexity, "

@@ -8,11 +8,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.ablate.runner import run_study
 from harness.ablate.study_file import load_study
-from harness.ablate.timing import format_timings, time_study
+from harness.ablate.timing import format_timings, time_report, time_study
 from harness.errors import ConfigError
 from harness.report.build import build_report
 from harness.runs import records
@@ -42,6 +43,13 @@ def test_each_cell_is_timed_once_and_logged_on_its_runs(shrink, settings, tmp_pa
     table = (report.out / "table.md").read_text()
     assert "train tokens/s: the timing pass (`harness time`)" in table
     assert "tokens/s seen in training" in (report.out / "table_appendix.md").read_text()
+
+    # a report's data alone is enough: timed again from it, written into it, report rebuilt
+    again = time_report(study.name, report.out, rounds=1, steps=1)
+    assert sorted(t.cell for t in again) == sorted(t.cell for t in timings)
+    data = pd.read_csv(report.out / "data" / "runs.csv")
+    assert data[f"tags.{records.TIMING}"].dropna().str.startswith("1 rounds x 1 steps").sum() == 4
+    assert "the timing pass" in (report.out / "table.md").read_text()
 
     with pytest.raises(ConfigError, match=r"'absent' has no finished trial runs"):
         time_study("absent", settings.tracking_uri)

@@ -92,3 +92,13 @@ def test_typed_values_are_applied_to_a_built_config_and_validated_again(tmp_path
         with_values(config, {"train.colour": "red"})
     with pytest.raises(ConfigError, match=r"^train\.keep_freed_memory: 'no'; allowed: true"):
         with_values(config, {"train.keep_freed_memory": "no"})
+
+
+def test_a_config_comes_back_from_the_params_a_run_logged():
+    config = build_run_config("memoryformer-nano", ["optim.fused=false", "train.flops_budget=1e12",
+                                                    "model.temperature=0.5"])
+    logged = {key: str(value) for key, value in config.flat_params().items()}  # as MLflow has them
+    logged["data.cache_dir"] = "/elsewhere/cache"  # the logging machine's folder
+    back = RunConfig.from_params(logged)
+    assert back == config  # this machine's cache folder, every other field as logged
+    assert back.optim.fused is False and back.train.seconds_budget is None

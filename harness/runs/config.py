@@ -7,6 +7,7 @@ The resolved config is flattened into MLflow params and saved as YAML beside eve
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -168,6 +169,22 @@ class RunConfig:
     def from_yaml(cls, text: str) -> RunConfig:
         return cls.from_dict(yaml.safe_load(text))
 
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], keep: tuple[str, ...] = ()) -> RunConfig:
+        """The config a run logged as MLflow params (flat_params, values as strings), read back
+        by each field's type; the resolved extras are ignored. Fields not in `keep` that name a
+        place on the logging machine (data.cache_dir) take this machine's default."""
+        values: dict[str, Any] = {"preset": params["preset"]}
+        for name, kind in SECTIONS.items():
+            hints = typing.get_type_hints(kind)
+            section = {}
+            for field in fields(kind):
+                key = f"{name}.{field.name}"
+                if key in params and (key not in _MACHINE_LOCAL or key in keep):
+                    section[field.name] = _typed(params[key], hints[field.name])
+            values[name] = section
+        return cls.from_dict(values)
+
 
 def build_run_config(preset_name: str, overrides: list[str] | tuple[str, ...] = (),
                      values: Mapping[str, Any] | None = None) -> RunConfig:
@@ -251,6 +268,20 @@ def _check_fields(name: str, kind: type, values: Mapping[str, Any]) -> None:
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]}", f"unknown field; allowed: {', '.join(allowed)}")
+
+
+_MACHINE_LOCAL = ("data.cache_dir",)
+
+
+def _typed(raw: str, hint: Any) -> Any:
+    """An MLflow param string (str(value)) as the field's type: int, float, bool, str or None."""
+    options = typing.get_args(hint) or (hint,)
+    if raw == "None" and type(None) in options:
+        return None
+    kind = next(t for t in options if t is not type(None))
+    if kind is bool:
+        return raw == "True"
+    return kind(raw)
 
 
 def _section(name: str, kind: type, values: Mapping[str, Any]) -> Any:
