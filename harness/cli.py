@@ -283,6 +283,16 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.build import build_report
     from harness.tracking.stores import resolve_tracking_uri
 
+    if args.readme:
+        from harness.report.readme import update_readme
+
+        changed = update_readme(Path("README.md"), Path("reports"))
+        print("README.md: generated blocks " + ("rewritten from reports/" if changed
+                                                 else "already match reports/"))
+        return 0
+    if args.study is None:
+        raise ConfigError("study", "missing; allowed: a study's name, or --readme")
+
     data_from = args.data_from
     out = args.out if args.out is not None or data_from is None else data_from
     uri = "" if data_from is not None else resolve_tracking_uri(args.tracking_uri)
@@ -442,8 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="tables, plots and a summary of a study, "
                                  "from its tracked runs")
-    report.add_argument("study", help="the study's name (its MLflow experiment)")
+    report.add_argument("study", nargs="?", help="the study's name (its MLflow experiment)")
     report.add_argument("--tracking-uri", help="MLflow store (default as for ablate)")
+    report.add_argument("--readme", action="store_true",
+                        help="rewrite README.md's generated blocks (reference results, speed) "
+                             "from the committed reports/ instead; run it in the repository")
     report.add_argument("--out", type=Path, help="output folder (default: reports/STUDY)")
     report.add_argument("--no-log", action="store_true",
                         help="do not attach the report to the study's parent run")

@@ -1,0 +1,145 @@
+"""README's generated blocks, written from the committed reports by `harness report --readme`:
+
+- results: each study report's provenance and its own "What won" lines, quoted, so every number
+  traces to a report that its committed data rebuilds (tests/test_reports_committed.py);
+- speed: the committed `harness bench` outputs in reports/bench/, verbatim (each names the CPU,
+  instruction sets and threads it ran on).
+
+A test fails when README's blocks and the reports disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_BEGIN = "<!-- {name}: written by `harness report --readme` from {source}; edit those, not this -->"
+_END = "<!-- end of {name} -->"
+SOURCES = {"reference results": "reports/*/index.md", "speed": "reports/bench/*.txt"}
+BENCH_FILES = ("harness-bench.txt", "harness-bench-model.txt", "harness-bench-attention.txt",
+               "allocator-gap.txt")
+# the paper's table or question each study mirrors, in the order the block lists them
+MIRRORS = {
+    "fair-dense-vs-memory-flops": "dense against MemoryFormer at equal training FLOPs, tuned",
+    "fair-dense-vs-memory-seconds": "dense against MemoryFormer at equal time, tuned",
+    "matched-baselines": "dense at equal parameters, equal FLOPs, or with hashed bigrams",
+    "dense-vs-memory": "Table 1", "efficient-attention": "Table 2",
+    "efficient-attention-long": "Table 2 at context 1024-2048", "bucket-bits": "Table 3",
+    "learning-rate": "Table 4", "expansion-bits": "Table 5", "ffn-activation": "Table 6",
+    "knob-grid": "tables x bucket bits x chunk size", "weighting-temperature":
+    "the weighting (p or ||z||_1 p) and its temperature", "multi-objective":
+    "the Pareto front of loss, FLOPs and table bytes", "tune-lr-temperature":
+    "learning rate and temperature, tuned", "scaling": "loss against training FLOPs per family",
+    "float-order": "how far rounding order alone moves a run", "quickstart": "the quickstart",
+}
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    name: str
+    commits: str  # the Provenance line's value: one commit, or several with their run counts
+    dirty: str
+    seeds: str
+    runs: str  # "Trial runs: N, from ... to ... (UTC)"
+    won: tuple[str, ...]  # the first two "What won" bullets, as the report has them
+
+
+def markers(name: str) -> tuple[str, str]:
+    return _BEGIN.format(name=name, source=SOURCES[name]), _END.format(name=name)
+
+
+def blocks(reports: Path) -> dict[str, str]:
+    """Each generated block, markers included."""
+    return {"reference results": reference_block(reports), "speed": speed_block(reports)}
+
+
+def speed_block(reports: Path) -> str:
+    begin, end = markers("speed")
+    lines = [begin, ""]
+    for name in BENCH_FILES:
+        path = reports / "bench" / name
+        if path.is_file():
+            lines += [f"[reports/bench/{name}](reports/bench/{name}):", "", "```",
+                      path.read_text().rstrip("\n"), "```", ""]
+    return "\n".join([*lines, end])
+
+
+def reference_block(reports: Path) -> str:
+    facts = [_facts(path) for path in _study_reports(reports)]
+    order = {name: i for i, name in enumerate(MIRRORS)}
+    facts.sort(key=lambda f: (order.get(f.name, len(order)), f.name))
+    begin, end = markers("reference results")
+    lines = [begin, "", "| study | mirrors | commit | seeds | trial runs |",
+             "|---|---|---|---|---|"]
+    for f in facts:
+        lines.append(f"| [{f.name}](reports/{f.name}/index.md) | {MIRRORS.get(f.name, '')} | "
+                     f"{f.commits}{'' if f.dirty == 'false' else ' (dirty: ' + f.dirty + ')'} | "
+                     f"{f.seeds} | {f.runs} |")
+    lines.append("")
+    for f in facts:
+        lines += [f"**{f.name}** (quoted from its report):", "", *f.won, ""]
+    return "\n".join([*lines, end])
+
+
+def update_readme(readme: Path, reports: Path) -> bool:
+    """Write every block into README between its markers; True when that changed the file."""
+    text = readme.read_text()
+    new = text
+    for name, block in blocks(reports).items():
+        new = _replace(new, name, block)
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def readme_block(readme: Path, name: str) -> str:
+    """The block `name` README holds now (markers included), or "" when it has none."""
+    text = readme.read_text()
+    begin, end = markers(name)
+    start, stop = text.find(begin), text.find(end)
+    return text[start:stop + len(end)] if 0 <= start < stop else ""
+
+
+def _replace(text: str, name: str, block: str) -> str:
+    begin, end = markers(name)
+    start, stop = text.find(begin), text.find(end)
+    if not 0 <= start < stop:
+        raise ValueError(f"README has no {name} block: add the lines {begin!r} and {end!r}")
+    return text[:start] + block + text[stop + len(end):]
+
+
+def _study_reports(reports: Path) -> list[Path]:
+    """Report folders of studies (index.md a study report), those with their data only."""
+    return sorted(path.parent for path in reports.glob("*/index.md")
+                  if (path.parent / "data" / "runs.csv").is_file()
+                  and path.read_text().startswith("# Study report:"))
+
+
+def _facts(folder: Path) -> ReportFacts:
+    text = (folder / "index.md").read_text()
+    return ReportFacts(
+        name=folder.name,
+        commits=_provenance(text, "git commit"),
+        dirty=_provenance(text, "git dirty").strip("`"),
+        seeds=_line(text, r"^- Seeds: ([^;\n]*)"),
+        runs=_line(text, r"^- Trial runs: (.*)$"),
+        won=tuple(_section(text, "What won")[:2]))
+
+
+def _provenance(text: str, key: str) -> str:
+    return _line(text, rf"^- {re.escape(key)}: (.*)$")
+
+
+def _line(text: str, pattern: str) -> str:
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else "unknown"
+
+
+def _section(text: str, title: str) -> list[str]:
+    """The bullets of one `## title` section."""
+    part = text.split(f"## {title}\n", 1)
+    if len(part) < 2:
+        return []
+    body = part[1].split("\n## ", 1)[0]
+    return [line for line in body.splitlines() if line.startswith("- ")]
