@@ -131,6 +131,16 @@ def _flops(args: argparse.Namespace) -> int:
     from harness.metrics.accounting import flops_report, format_flops
     from harness.runs.config import parse_overrides
 
+    if args.figure is not None:
+        from harness.metrics import figure1
+
+        written = figure1.write(args.figure)
+        print(f"Figure 1 (block FLOPs against width): {', '.join(map(str, written))}")
+        if not args.presets:
+            return 0
+    if not args.presets:
+        raise ConfigError("presets", "missing; allowed: names from `harness presets`, or "
+                          "--figure DIR")
     changes = parse_overrides(args.set)
     other = sorted(set(changes) - {"model"})
     if other:
@@ -362,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     flops = commands.add_parser("flops", help="per-block FLOPs (exact count and the paper's "
                                 "approximation), parameters and table bytes of presets")
-    flops.add_argument("presets", nargs="+", metavar="PRESET",
+    flops.add_argument("presets", nargs="*", metavar="PRESET",
                        help="names from `harness presets`")
     flops.add_argument("--seq-len", type=int, help="sequence length (default: its context)")
     flops.add_argument("--json", action="store_true", help="print JSON (one object per preset)")
@@ -371,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--set", action="append", default=[], metavar="model.FIELD=VALUE",
                        help="override a model field of every preset, e.g. "
                        "model.attention=performer; repeatable")
+    flops.add_argument("--figure", type=Path, metavar="DIR",
+                       help="also write the paper's Figure 1 (one block's FLOPs against width, "
+                            "dense against MemoryFormer, s = 2048) as DIR/figure1.png and .csv")
     flops.set_defaults(run=_flops)
 
     match = commands.add_parser("match", help="the dense model closest to a MemoryFormer on "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -299,3 +300,22 @@ def test_importing_metrics_and_bench_loads_no_fvcore():
             "harness.metrics.memory, harness.bench; "
             "assert not [m for m in sys.modules if m.startswith('fvcore')], 'fvcore imported'")
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
+
+
+def test_figure_1_is_regenerated_from_the_cost_formulas(tmp_path):
+    from harness.metrics import figure1
+
+    table = figure1.rows()
+    at = {(row["d_model"], row["kind"]): row for row in table}
+    # d = 512 is the paper's Table 1 pair: Pythia-70M 6.4G without attention, 10.7G in all
+    assert round(at[512, "dense"]["non_attention_gflops"], 1) == 6.4
+    assert round(at[512, "dense"]["total_gflops"], 1) == 10.7
+    assert round(at[512, "memoryformer"]["non_attention_gflops"], 2) == 0.35
+    for d in figure1.WIDTHS:  # attention is the same in both; the rest far below dense's
+        assert at[d, "dense"]["attention_gflops"] == at[d, "memoryformer"]["attention_gflops"]
+        assert at[d, "memoryformer"]["non_attention_gflops"] < at[d, "dense"][
+            "non_attention_gflops"] / 10
+    committed = Path(__file__).parent.parent / "reports" / "figure-1" / "figure1.csv"
+    assert committed.read_text() == figure1.to_csv(table), "rerun `harness flops --figure`"
+    png, csv = figure1.write(tmp_path, dpi=40)
+    assert png.stat().st_size > 10_000 and csv.read_text() == committed.read_text()
