@@ -27,12 +27,12 @@ def test_the_block_quotes_each_report_with_data(tmp_path):
     (report / "index.md").write_text(
         "# Study report: toy\n\n## What won\n\n- **Best cell: a**, ppl 9.5.\n- Against b: no "
         "detectable difference.\n- more\n\n## Provenance\n\n- Trial runs: 4, from x to y (UTC)."
-        "\n- Seeds: 0, 1; steps: 300.\n- git commit: `abc`\n- git dirty: `false`\n")
+        "\n- Seeds: 0, 1; steps: 300.\n- git commit: `" + "ab" * 20 + "`\n- git dirty: `false`\n")
     (tmp_path / "README.md").write_text("intro\n" + "\n".join(readme.markers("reference results"))
                                         + "\n" + "\n".join(readme.markers("speed")) + "\nend\n")
     assert readme.update_readme(tmp_path / "README.md", tmp_path / "reports")
     text = (tmp_path / "README.md").read_text()
-    assert "| [toy](reports/toy/index.md) |  | `abc` | 0, 1 | 4, from x to y (UTC). |" in text
+    assert "| [toy](reports/toy/index.md) |  | `ababababab` | 0, 1 | 4, from x to y (UTC) |" in text
     assert "- **Best cell: a**, ppl 9.5.\n- Against b: no detectable difference.\n\n" in text
     assert "- more" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert not readme.update_readme(tmp_path / "README.md", tmp_path / "reports")  # idempotent

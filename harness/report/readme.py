@@ -120,10 +120,10 @@ def _facts(folder: Path) -> ReportFacts:
     text = (folder / "index.md").read_text()
     return ReportFacts(
         name=folder.name,
-        commits=_provenance(text, "git commit"),
+        commits=re.sub(r"`([0-9a-f]{10})[0-9a-f]{30}`", r"`\1`", _provenance(text, "git commit")),
         dirty=_provenance(text, "git dirty").strip("`"),
         seeds=_line(text, r"^- Seeds: ([^;\n]*)"),
-        runs=_line(text, r"^- Trial runs: (.*)$"),
+        runs=_line(text, r"^- Trial runs: (.*)$").rstrip("."),
         won=tuple(_section(text, "What won")[:2]))
 
 
