@@ -198,7 +198,7 @@ def test_agreement_with_the_paper_is_claimed_when_the_runner_up_is_detectably_wo
     index = _index(_lr_grid(losses), "lr", tmp_path)
     assert ("our lowest mean is at lr = 0.003: the best setting agrees: against the runner-up "
             "(lr=0.004), its validation loss is higher by 0.10100 nats/token") in index
-    assert "- Trend along lr: " in index and "per unit of lr" in index  # 4x span: linear
+    assert "- Trend along lr: " in index and "per 0.001 of lr" in index  # 4x span: linear, per step
 
 
 def test_the_text_is_deterministic(tmp_path):

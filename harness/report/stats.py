@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,9 @@ class Trend:
     ci_high: float
     p: float | None  # two-sided t test with n - 2 df; None where undefined
     n: int  # runs in the fit
+    # "linear": the grid's smallest step, the unit the text states the slope in (0.001 of a
+    # learning rate, not a whole unit); "log2": 1, a doubling
+    unit: float = 1.0
 
 
 def paired(runs: pd.DataFrame, a: str, b: str, key: str = "val_loss") -> Paired | None:
@@ -126,8 +129,8 @@ def trend(runs: pd.DataFrame, axis: str, key: str = "val_loss") -> Trend | None:
         return None
     scale = knob_scale(x)
     if scale == "log2":
-        x = np.log2(x)
-    return _ols(axis, key, scale, x, y)
+        return _ols(axis, key, scale, np.log2(x), y)
+    return replace(_ols(axis, key, scale, x, y), unit=float(np.diff(np.unique(x)).min()))
 
 
 def _ols(axis: str, key: str, scale: str, x: np.ndarray, y: np.ndarray) -> Trend:

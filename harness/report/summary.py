@@ -311,22 +311,27 @@ def trend_line(verdict: Verdict) -> str:
     """The knob's OLS slope: a direction only where its adjusted p allows one."""
     result: Trend = verdict.test
     name = result.axis.split(".")[-1]
-    per = f"per doubling of {name}" if result.scale == "log2" else f"per unit of {name}"
+    unit = result.unit  # the slope and its interval are stated per grid step
+    if result.scale == "log2":
+        per = f"per doubling of {name}"
+    else:
+        per = f"per unit of {name}" if unit == 1 else f"per {unit:g} of {name}"
     fit = (f"OLS of validation loss on {'log2 ' * (result.scale == 'log2')}{name} over "
            f"{result.n} finished runs")
-    digits = _decimals(result.se)
+    digits = _decimals(result.se * unit)
     if math.isnan(result.se):
         detail = "too few runs for an error estimate"
     elif result.se == 0:
         detail = "an exact fit: no spread, so no t statistic"
     else:
-        detail = (f"95% CI {result.ci_low:.{digits}f} to {result.ci_high:.{digits}f}; t test "
-                  f"with {result.n - 2} df, {_p_text(verdict)}")
+        detail = (f"95% CI {result.ci_low * unit:.{digits}f} to {result.ci_high * unit:.{digits}f}"
+                  f"; t test with {result.n - 2} df, {_p_text(verdict)}")
+    slope = result.slope * unit
     if verdict.detected:
-        moves = "rises" if result.slope > 0 else "falls"
-        head = f"validation loss {moves} by {abs(result.slope):.{digits}f} nats/token {per}"
+        moves = "rises" if slope > 0 else "falls"
+        head = f"validation loss {moves} by {abs(slope):.{digits}f} nats/token {per}"
     else:
-        head = (f"no detectable trend at {result.n} runs; slope {result.slope:+.{digits}f} "
+        head = (f"no detectable trend at {result.n} runs; slope {slope:+.{digits}f} "
                 f"nats/token {per}")
     return f"- Trend along {name}: {head} ({fit}; {detail})."
 
