@@ -28,13 +28,14 @@ def uniformity(buckets: Mapping[str, Mapping[str, np.ndarray]], runs: pd.DataFra
                cell: str) -> pd.DataFrame:
     """One row per memory layer of `cell`'s finished runs: COLUMNS, each table's TV averaged."""
     counts = _pooled(buckets, runs, cell)
+    pooled_runs = len(_run_ids(runs, cell))
     rows = []
     for layer, tables in counts.items():  # tables: (R * K, n)
         tokens = tables.sum(axis=1)  # (R * K,) hits per table: the tokens of the pass
         n = tables.shape[1]
         shares = tables / tokens[:, None]
         tv = 0.5 * np.abs(shares - 1.0 / n).sum(axis=1)
-        rows.append({"cell": cell, "layer": layer, "runs": len(_run_ids(runs, cell)),
+        rows.append({"cell": cell, "layer": layer, "runs": pooled_runs,
                      "tables": tables.shape[0], "buckets": n, "tokens": float(tokens.mean()),
                      "unused": float((tables == 0).mean()), "tv": float(tv.mean()),
                      "tv_uniform": uniform_tv(n, float(tokens.mean()))})
@@ -133,8 +134,8 @@ def histograms(buckets: Mapping[str, Mapping[str, np.ndarray]], runs: pd.DataFra
 
 def figure_cell(cells: pd.DataFrame, buckets: Mapping, runs: pd.DataFrame) -> str | None:
     """The best cell (lowest mean validation perplexity) that has hit counts."""
-    with_counts = {cell for cell in runs["cell"].dropna().unique() if _run_ids(runs, cell)
-                   and any(run in buckets for run in _run_ids(runs, cell))}
+    with_counts = {cell for cell in runs["cell"].dropna().unique()
+                   if any(run in buckets for run in _run_ids(runs, cell))}
     ranked = cells[cells["cell"].isin(with_counts)].sort_values("val_ppl.mean")
     return None if ranked.empty else str(ranked["cell"].iloc[0])
 
