@@ -2,6 +2,8 @@
 
 - results: each study report's provenance and its own "What won" lines, quoted, so every number
   traces to a report that its committed data rebuilds (tests/test_reports_committed.py);
+- headline: the tuned dense-against-MemoryFormer comparison at equal FLOPs and at equal time,
+  quoted from its two reports with what each held fixed and what it did not (headline.py);
 - speed: the committed `harness bench` outputs in reports/bench/, verbatim (each names the CPU,
   instruction sets and threads it ran on).
 
@@ -14,9 +16,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.report.headline import headline_lines, section
+
 _BEGIN = "<!-- {name}: written by `harness report --readme` from {source}; edit those, not this -->"
 _END = "<!-- end of {name} -->"
-SOURCES = {"reference results": "reports/*/index.md", "speed": "reports/bench/*.txt"}
+SOURCES = {"headline": "reports/fair-dense-vs-memory-*/", "reference results": "reports/*/index.md",
+           "speed": "reports/bench/*.txt"}
 BENCH_FILES = ("harness-bench.txt", "harness-bench-model.txt", "harness-bench-attention.txt",
                "allocator-gap.txt")
 # the paper's table or question each study mirrors, in the order the block lists them
@@ -42,7 +47,9 @@ class ReportFacts:
     dirty: str
     seeds: str
     runs: str  # "Trial runs: N, from ... to ... (UTC)"
-    won: tuple[str, ...]  # the first two "What won" bullets, as the report has them
+    # the first two "What won" bullets, as the report has them; for a comparison within
+    # conditions (tokenizers), its per-condition verdicts: its best cells may be of two conditions
+    won: tuple[str, ...]
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -51,7 +58,13 @@ def markers(name: str) -> tuple[str, str]:
 
 def blocks(reports: Path) -> dict[str, str]:
     """Each generated block, markers included."""
-    return {"reference results": reference_block(reports), "speed": speed_block(reports)}
+    return {"headline": headline_block(reports), "reference results": reference_block(reports),
+            "speed": speed_block(reports)}
+
+
+def headline_block(reports: Path) -> str:
+    begin, end = markers("headline")
+    return "\n".join([begin, "", *headline_lines(reports), end])
 
 
 def speed_block(reports: Path) -> str:
@@ -124,7 +137,7 @@ def _facts(folder: Path) -> ReportFacts:
         dirty=_provenance(text, "git dirty").strip("`"),
         seeds=_line(text, r"^- Seeds: ([^;\n]*)"),
         runs=_line(text, r"^- Trial runs: (.*)$").rstrip("."),
-        won=tuple(_section(text, "What won")[:2]))
+        won=tuple(_bullets(text, "Within each condition") or _bullets(text, "What won")[:2]))
 
 
 def _provenance(text: str, key: str) -> str:
@@ -136,10 +149,6 @@ def _line(text: str, pattern: str) -> str:
     return match.group(1).strip() if match else "unknown"
 
 
-def _section(text: str, title: str) -> list[str]:
+def _bullets(text: str, title: str) -> list[str]:
     """The bullets of one `## title` section."""
-    part = text.split(f"## {title}\n", 1)
-    if len(part) < 2:
-        return []
-    body = part[1].split("\n## ", 1)[0]
-    return [line for line in body.splitlines() if line.startswith("- ")]
+    return [line for line in section(text, title) if line.startswith("- ")]
