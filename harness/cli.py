@@ -468,8 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study", nargs="?", help="the study's name (its MLflow experiment)")
     report.add_argument("--tracking-uri", help="MLflow store (default as for ablate)")
     report.add_argument("--readme", action="store_true",
-                        help="rewrite README.md's generated blocks (reference results, speed) "
-                             "from the committed reports/ instead; run it in the repository")
+                        help="rewrite README.md's generated blocks (headline, reference results, "
+                             "speed) from the committed reports/ instead; run it in the "
+                             "repository")
     report.add_argument("--out", type=Path, help="output folder (default: reports/STUDY)")
     report.add_argument("--no-log", action="store_true",
                         help="do not attach the report to the study's parent run")
