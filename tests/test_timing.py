@@ -43,6 +43,14 @@ def test_each_cell_is_timed_once_and_logged_on_its_runs(shrink, settings, tmp_pa
     table = (report.out / "table.md").read_text()
     assert "train tokens/s: the timing pass (`harness time`)" in table
     assert "tokens/s seen in training" in (report.out / "table_appendix.md").read_text()
+    # one timing per cell, the same on each of its runs: no spread over seeds, not a residue
+    assert (pd.read_csv(report.out / "table.csv")["tokens_per_s.se"] == 0).all()
+    section = (report.out / "index.md").read_text().split("## Timing pass\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert "(2 rounds x 1 steps, 2 cells interleaved, " in section
+    for t in timings:  # each cell's median round with its slowest and fastest
+        assert (f"- {t.cell}: {t.timing.tokens_per_s / 1e3:.2f}K (slowest "
+                f"{t.timing.low / 1e3:.2f}K, fastest {t.timing.high / 1e3:.2f}K") in section
 
     # a report's data alone is enough: timed again from it, written into it, report rebuilt
     again = time_report(study.name, report.out, rounds=1, steps=1)

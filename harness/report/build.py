@@ -32,6 +32,7 @@ from harness.report.summary import (
     within_conditions,
 )
 from harness.report.tables import Tables, build_tables, per_seed_csv, to_csv, to_latex, to_markdown
+from harness.report.timing_text import timing_lines
 from harness.runs.records import STUDY
 
 ARTIFACT_PATH = "report"
@@ -113,6 +114,8 @@ def write_report(records: StudyRecords, study: str, out: Path, source: str = "",
         plots.save(fig, out / figure.file, dpi)
     sections, more = _fairness(records, runs, info, out, dpi)
     late, hits = _bucket_hits(records, runs, cells, info, out, dpi)
+    timing = timing_lines(records.runs, runs)
+    late = ((("Timing pass", timing),) if timing else ()) + late
     shown = [figure for figure, _ in figures] + hits + more
     index = out / "index.md"
     index.write_text(index_markdown(

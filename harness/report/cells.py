@@ -179,6 +179,8 @@ def standard_error(values: np.ndarray) -> float:
     """Standard error of the mean over seeds; NaN below two values (no spread to measure)."""
     if len(values) < 2:
         return math.nan
+    if np.ptp(values) == 0:  # equal values (a cell's timing on each of its runs): exactly none,
+        return 0.0  # not the rounding residue of their mean
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 
 

@@ -130,6 +130,8 @@ def derive(runs: pd.DataFrame, kinds: pd.Series) -> pd.DataFrame:
     out["train_tokens_per_s"] = out["tokens_per_s"].where(timed.notna())
     out["tokens_per_s"] = timed.fillna(out["tokens_per_s"])
     out["timed"] = timed.notna()
+    out["timed_low"] = metric(records.TIMED_LOW)  # the pass's slowest and fastest rounds
+    out["timed_high"] = metric(records.TIMED_HIGH)
     legacy = legacy_costs(runs, kinds)
     for key, name in COSTS.items():  # as logged; from params where a run predates cost/*
         out[key] = metric(name).fillna(legacy[key])

@@ -22,8 +22,9 @@ _BEGIN = "<!-- {name}: written by `harness report --readme` from {source}; edit 
 _END = "<!-- end of {name} -->"
 SOURCES = {"headline": "reports/fair-dense-vs-memory-*/", "reference results": "reports/*/index.md",
            "speed": "reports/bench/*.txt"}
-BENCH_FILES = ("harness-bench.txt", "harness-bench-model.txt", "harness-bench-attention.txt",
-               "allocator-gap.txt")
+# provenance.txt: the commit, time and commands of the bench files below it
+BENCH_FILES = ("provenance.txt", "harness-bench.txt", "harness-bench-model.txt",
+               "harness-bench-attention.txt", "allocator-gap.txt")
 # the paper's table or question each study mirrors, in the order the block lists them
 MIRRORS = {
     "fair-dense-vs-memory-flops": "dense against MemoryFormer at equal training FLOPs, tuned",
