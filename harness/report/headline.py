@@ -23,6 +23,7 @@ _FLOPS = next(q for q in STANDARD if q.key == "flops_exact")
 
 
 def headline_lines(reports: Path) -> list[str]:
+    """The headline's Markdown lines from reports/ (a line saying so where a report is absent)."""
     lines: list[str] = []
     sweeps: list[str] = []  # both budgets compare the same tuned rates: quoted once
     for name in REPORTS:

@@ -1,9 +1,9 @@
 """README's generated blocks, written from the committed reports by `harness report --readme`:
 
-- results: each study report's provenance and its own "What won" lines, quoted, so every number
-  traces to a report that its committed data rebuilds (tests/test_reports_committed.py);
 - headline: the tuned dense-against-MemoryFormer comparison at equal FLOPs and at equal time,
   quoted from its two reports with what each held fixed and what it did not (headline.py);
+- results: each study report's provenance and its own "What won" lines, quoted, so every number
+  traces to a report that its committed data rebuilds (tests/test_reports_committed.py);
 - speed: the committed `harness bench` outputs in reports/bench/, verbatim (each names the CPU,
   instruction sets and threads it ran on).
 
