@@ -18,8 +18,7 @@ from harness.report.quantities import MB, STANDARD
 from harness.report.tables import format_stat
 
 REPORTS = ("fair-dense-vs-memory-flops", "fair-dense-vs-memory-seconds")
-_PARAMS = next(q for q in STANDARD if q.key == "params")
-_FLOPS = next(q for q in STANDARD if q.key == "flops_exact")
+_COUNT = next(q for q in STANDARD if q.key == "params")  # any count shown with a K/M/G prefix
 
 
 def headline_lines(reports: Path) -> list[str]:
@@ -83,8 +82,8 @@ def _not_held_fixed(folder: Path, text: str) -> list[str]:
             f"- {condition}: parameters {_si(m['params.mean'])} against {_si(d['params.mean'])} "
             f"({m['params.mean'] / d['params.mean']:.1f}x); hash tables "
             f"{m['table_bytes.mean'] / MB:.1f} MB against {_mb(d['table_bytes.mean'])}; "
-            f"forward FLOPs per token {_flops(m['flops_exact.mean'])} against "
-            f"{_flops(d['flops_exact.mean'])} "
+            f"forward FLOPs per token {_si(m['flops_exact.mean'])} against "
+            f"{_si(d['flops_exact.mean'])} "
             f"({m['flops_exact.mean'] / d['flops_exact.mean']:.3f}x); "
             + (f"steps {steps[memory]:.0f} against {steps[dense]:.0f} (mean over seeds); "
                if {memory, dense} <= set(steps.index) else "")
@@ -111,11 +110,7 @@ def _rate(rates: dict[str, str], cell: str) -> str:
 
 
 def _si(value: float) -> str:
-    return format_stat(value, 0.0, _PARAMS)
-
-
-def _flops(value: float) -> str:
-    return format_stat(value, 0.0, _FLOPS)
+    return format_stat(value, 0.0, _COUNT)
 
 
 def _mb(value: float) -> str:
