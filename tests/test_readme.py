@@ -37,6 +37,13 @@ def test_the_block_quotes_each_report_with_data(tmp_path):
     assert "- **Best cell: a**, ppl 9.5.\n- Against b: no detectable difference.\n\n" in text
     assert "- more" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert not readme.update_readme(tmp_path / "README.md", tmp_path / "reports")  # idempotent
+    # a scaling study is quoted by its frontier, not its best (size, budget) cell
+    text = (report / "index.md").read_text()
+    (report / "index.md").write_text(text.replace(
+        "## Provenance", "## Scaling\n\nCompute frontier:\n- 1e+12 FLOPs: dense: nano 5.1\n\n"
+        "## Provenance"))
+    block = readme.reference_block(tmp_path / "reports")
+    assert "- 1e+12 FLOPs: dense: nano 5.1\n" in block and "Best cell" not in block
 
 
 def test_the_headline_quotes_both_budgets_and_what_they_did_not_hold_fixed(tmp_path):

@@ -23,6 +23,10 @@ def test_the_report_says_which_resource_was_held_fixed():
         "equal training FLOPs: 1e+12 per run (3x the exact forward count")
     assert budget_sentence(_info(budget="seconds", budget_amount=20.0)).startswith(
         "equal time: 20 s of optimiser steps per run")
+    # a budget on a grid axis: no single amount held fixed across the study
+    varied = _info(budget="flops", budget_amount=1e12,
+                   axes=(("train.flops_budget", (3e11, 1e12)),))
+    assert budget_sentence(varied).startswith("equal training FLOPs within each train.flops_budget")
 
 
 def test_an_unbracketed_sweep_is_flagged():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report import resource_plots
+from harness.report import fairness, resource_plots
 from harness.report.reader import StudyRecords
 from harness.report.scaling import (
     PowerLawFit,
@@ -18,6 +18,7 @@ from harness.report.scaling import (
     crossing,
     crossing_interval,
     fit_power_law,
+    frontier,
     scaling_frame,
 )
 from harness.runs import records
@@ -211,3 +212,50 @@ def test_the_scaling_plot_draws_fits_and_their_crossing(tmp_path):
     assert not (tmp_path / "none.png").exists()
     unfitted = resource_plots.scaling_plot(frame, {}, tmp_path / "points.png")
     assert unfitted.exists()
+
+
+def _budget_study(budgets: np.ndarray, switch: float = 1e11) -> StudyRecords:
+    """Two kinds x two presets x two seeds per budget. The small preset follows the kind's law;
+    the large one is 0.5 nats worse below `switch` FLOPs and 0.2 better from there on."""
+    laws = {"dense": (2.2, 300.0, 0.3), "memoryformer": (2.0, 700.0, 0.3)}
+    runs = []
+    for kind, (e, a, alpha) in laws.items():
+        for preset in ("nano", "micro"):
+            for budget in budgets:
+                for seed in (0, 1):
+                    loss = e + a * budget**-alpha + 0.001 * seed
+                    if preset == "micro":
+                        loss += 0.5 if budget < switch else -0.2
+                    row = _run(f"{kind}-{preset}-{budget:.0e}-{seed}", kind, seed, preset=preset,
+                               **{"val/loss": loss, records.BUDGET_FLOPS_USED: budget * 1.001})
+                    row["params.train.flops_budget"] = str(budget)
+                    runs.append(row)
+    return StudyRecords(pd.DataFrame(runs), pd.DataFrame())
+
+
+def test_the_frontier_keeps_each_familys_best_size_per_budget():
+    frame = scaling_frame(_budget_study(np.logspace(9, 13, 5)))
+    best = frontier(frame)
+    picked = best.groupby(["family", "budget"])["preset"].agg(set)
+    assert picked.loc[("dense", 1e9)] == {"nano"} and picked.loc[("dense", 1e13)] == {"micro"}
+    assert len(best) == 2 * 5 * 2  # families x budgets x seeds: the other size's runs are gone
+    assert frontier(frame.assign(budget=np.nan)).empty  # equal-steps runs have no frontier
+
+
+def test_the_scaling_section_fits_the_frontier_and_refuses_three_budgets(tmp_path):
+    # the large size is worse at every budget: the frontier is the small size's exact law, which
+    # the fit recovers; pooling both sizes would have raised E by about 0.25
+    study = _budget_study(np.logspace(9, 13, 5), switch=math.inf)
+    lines, path = fairness.scaling_section(study, tmp_path, 50)
+    assert lines[0].startswith("Compute frontier")
+    assert lines[1].startswith("- 1e+09 FLOPs: dense: nano ") and "memoryformer - dense: " in lines[1]
+    assert "- dense: nano is best at every budget" in "\n".join(lines)
+    fitted = [line for line in lines if "alpha = " in line]
+    assert fitted[0].startswith("- dense: L(C) = E + A C^-alpha with E = 2.20")
+    assert fitted[1].startswith("- memoryformer: L(C) = E + A C^-alpha with E = 2.00")
+    assert path is not None and path.exists()
+
+    few, _ = fairness.scaling_section(_budget_study(np.array([1e10, 1e11, 1e12])), tmp_path, 50)
+    assert sum("no power law fitted: its frontier spans 3 budgets" in line for line in few) == 2
+    one, none = fairness.scaling_section(_budget_study(np.array([1e12])), tmp_path, 50)
+    assert one == [] and none is None  # one budget: nothing to say about scaling

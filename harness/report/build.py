@@ -220,8 +220,10 @@ def _fairness(records: StudyRecords, runs: pd.DataFrame, info, out: Path, dpi: i
     if lines:
         sections.append(("Scaling", lines))
     if path is not None:
-        figures.append(Figure(path.name, "Final validation loss against training FLOPs per "
-                              "family, with each family's fitted power law."))
+        figures.append(Figure(path.name, "The compute frontier: final validation loss against "
+                              "the training-FLOPs budget, each family's best size per budget "
+                              "(mean ± se over seeds), with its fitted power law where it spans "
+                              "enough budgets."))
     return tuple(sections), figures
 
 

@@ -10,17 +10,25 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.report.cells import StudyInfo
+from harness.report.cells import StudyInfo, standard_error
 from harness.report.reader import StudyRecords
 
 SWEEP_FILE = "sweeps.png"
 SCALING_FILE = "scaling_flops.png"
-MIN_SIZES = 4  # a family's power law has three free parameters: fit it on four sizes or more
+MIN_BUDGETS = 4  # a family's power law has three free parameters: fit it on four budgets or more
 
 
 def budget_sentence(info: StudyInfo) -> str:
     """Which resource every run held fixed, in words."""
     amount = info.budget_amount
+    # a grid axis over the budget overrides the study's amount per cell
+    if info.budget == "flops" and "train.flops_budget" in info.axis_names:
+        return ("equal training FLOPs within each train.flops_budget (3x the exact forward count "
+                "per token, models/cost.py's convention), so each cell ran the steps that spend "
+                "its budget")
+    if info.budget == "seconds" and "train.seconds_budget" in info.axis_names:
+        return ("equal time within each train.seconds_budget (seconds of optimiser steps; "
+                "validation, checkpoints and logging not counted)")
     if info.budget == "flops" and amount:
         return (f"equal training FLOPs: {amount:.3g} per run (3x the exact forward count per "
                 "token, models/cost.py's convention), so each cell ran the steps that spend it")
@@ -69,30 +77,63 @@ def sweep_figure(info: StudyInfo):
 
 
 def scaling_section(records: StudyRecords, out: Path, dpi: int) -> tuple[list[str], Path | None]:
-    """Per-family fits of L(C) = E + A C^-alpha over training FLOPs, where a family spans at
-    least MIN_SIZES presets; the figure and where the curves cross."""
+    """The compute frontier (each family's best size per training-FLOPs budget), its gap between
+    two families per budget, per-family fits of L(C) = E + A C^-alpha to it where it spans
+    MIN_BUDGETS budgets, the figure and where the fitted curves cross. Empty where no family
+    ran at two budgets or more."""
     from harness.report.resource_plots import scaling_plot
-    from harness.report.scaling import bootstrap_fit, crossing, crossing_interval, scaling_frame
+    from harness.report.scaling import (
+        BUDGET,
+        FAMILY,
+        LOSS,
+        PRESET,
+        bootstrap_fit,
+        crossing,
+        crossing_interval,
+        frontier,
+        scaling_frame,
+    )
 
-    frame = scaling_frame(records).dropna(subset=["val_loss", "flops"])
-    families = [f for f, part in frame.groupby("family") if part["preset"].nunique() >= MIN_SIZES]
-    if not families:
+    best = frontier(scaling_frame(records))
+    spans = best.groupby(FAMILY)[BUDGET].nunique() if not best.empty else None
+    if spans is None or spans.max() < 2:
         return [], None
-    fits, lines = {}, ["Fits of L(C) = E + A C^-alpha to the final validation loss against "
-                       "training FLOPs C, per family (95% intervals: bootstrap over seeds):"]
+    lines = ["Compute frontier: at each training-FLOPs budget, each family's best size by mean "
+             "validation loss over seeds (nats/token, mean ± se); a law of loss against compute "
+             "describes these, not every size pooled:"]
+    cells = best.groupby([BUDGET, FAMILY, PRESET], sort=True)[LOSS].agg(
+        mean="mean", se=lambda v: standard_error(v.to_numpy(dtype=float))).reset_index()
+    families = sorted(cells[FAMILY].unique(), key=str)
+    for budget, part in cells.groupby(BUDGET, sort=True):
+        text = "; ".join(f"{r[FAMILY]}: {r[PRESET]} {r['mean']:.4f} ± {r['se']:.4f}"
+                         for _, r in part.iterrows())
+        if len(families) == 2 and len(part) == 2:
+            a, b = (part[part[FAMILY] == f].iloc[0] for f in families)
+            text += f"; {b[FAMILY]} - {a[FAMILY]}: {b['mean'] - a['mean']:+.4f}"
+        lines.append(f"- {budget:.3g} FLOPs: {text}")
+    fits = {}
     for family in families:
-        part = frame[frame["family"] == family]
+        part = best[best[FAMILY] == family]
+        if part[PRESET].nunique() == 1 and part[BUDGET].nunique() > 1:
+            lines.append(f"- {family}: {part[PRESET].iloc[0]} is best at every budget, so its "
+                         "frontier follows one size: no larger size paid off within these budgets")
+        if part[BUDGET].nunique() < MIN_BUDGETS:
+            lines.append(f"- {family}: no power law fitted: its frontier spans "
+                         f"{part[BUDGET].nunique()} budgets, and E, A and alpha are three free "
+                         f"parameters (a fit needs {MIN_BUDGETS} budgets or more)")
+            continue
         try:
-            fit = bootstrap_fit(part, "flops")
+            fit = bootstrap_fit(part, BUDGET)
         except (ValueError, RuntimeError) as error:
             lines.append(f"- {family}: no fit ({error})")
             continue
         fits[family] = fit
-        lines.append(f"- {family}: E = {fit.e:.3f} {_ci(fit.e_ci)}, alpha = {fit.alpha:.3f} "
-                     f"{_ci(fit.alpha_ci)} over {fit.n} runs")
+        lines.append(f"- {family}: L(C) = E + A C^-alpha with E = {fit.e:.3f} {_ci(fit.e_ci)}, "
+                     f"alpha = {fit.alpha:.3f} {_ci(fit.alpha_ci)} over {fit.n} runs (95% "
+                     "intervals: bootstrap over seeds)")
     if len(fits) == 2:
         (a, fa), (b, fb) = fits.items()
-        lo, hi = float(frame["flops"].min()), float(frame["flops"].max())
+        lo, hi = float(best[BUDGET].min()), float(best[BUDGET].max())
         where = crossing(fa, fb, lo, hi)
         band = crossing_interval(fa, fb, lo, hi)
         lines.append(f"- The fitted curves of {a} and {b} "
@@ -100,8 +141,7 @@ def scaling_section(records: StudyRecords, out: Path, dpi: int) -> tuple[list[st
                         f"the budgets run ({lo:.3g} to {hi:.3g} FLOPs)")
                      + (f" (bootstrap: {band.low:.3g} to {band.high:.3g}, in {band.share:.0%} of "
                         "draws)" if band is not None and where else "") + ".")
-    path = scaling_plot(frame, fits, out / SCALING_FILE) if fits else None
-    return lines, path
+    return lines, scaling_plot(best, fits, out / SCALING_FILE, resource=BUDGET)
 
 
 def _ci(interval) -> str:

@@ -138,7 +138,10 @@ def _facts(folder: Path) -> ReportFacts:
         dirty=_provenance(text, "git dirty").strip("`"),
         seeds=_line(text, r"^- Seeds: ([^;\n]*)"),
         runs=_line(text, r"^- Trial runs: (.*)$").rstrip("."),
-        won=tuple(_bullets(text, "Within each condition") or _bullets(text, "What won")[:2]))
+        # a tuned comparison's verdicts stay within a condition; a scaling study's point is
+        # its frontier, not which (size, budget) cell came out best
+        won=tuple(_bullets(text, "Within each condition") or _bullets(text, "Scaling")
+                  or _bullets(text, "What won")[:2]))
 
 
 def _provenance(text: str, key: str) -> str:

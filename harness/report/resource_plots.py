@@ -205,8 +205,8 @@ def scaling_plot(frame: pd.DataFrame, fits: Mapping[str, PowerLawFit], out_path:
         ax.set_xscale("log")
         ax.set_xlabel(f"{RESOURCES.get(resource, resource)}, log scale")
         ax.set_ylabel(f"final {LOSS_LABEL}")
-        ax.set_title(f"final loss against {RESOURCES.get(resource, resource)}: "
-                     "L = E + A C^-alpha per family")
+        ax.set_title(f"final loss against {RESOURCES.get(resource, resource)}"
+                     + (": L = E + A C^-alpha per family" if fits else ""))
         ax.legend(fontsize=8, loc="best")
     return save(fig, Path(out_path))
 

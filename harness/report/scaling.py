@@ -29,11 +29,14 @@ from harness.runs import records as contract  # `records` is scaling_frame's arg
 FAMILY, PRESET, SEED, RUN_ID = "family", "preset", "seed", "run_id"
 LOSS = "val_loss"
 FLOPS, SECONDS, PARAMS = "flops", "seconds", "params"
+BUDGET = "budget"  # the run's nominal training-FLOPs budget (train.flops_budget); NaN without one
 RESOURCES = {  # column -> its axis label
     FLOPS: "training FLOPs used",
     SECONDS: "optimizer wall-clock seconds used",
     PARAMS: "non-embedding parameters",
+    BUDGET: "training-FLOPs budget",
 }
+FLOPS_BUDGET = "train.flops_budget"
 _MIN_POINTS = 4  # three free parameters: with three points the fit is exact and tells nothing
 _ALPHA_MAX = 3.0
 _TINY = 1e-12  # lower bound standing in for "> 0" (curve_fit's bounds are inclusive)
@@ -247,8 +250,22 @@ def scaling_frame(records: StudyRecords, family_col: str = "kind") -> pd.DataFra
         FLOPS: _number(runs, contract.BUDGET_FLOPS_USED),
         SECONDS: _number(runs, contract.BUDGET_SECONDS_USED),
         PARAMS: params.fillna(_number(runs, contract.PARAMS)),
+        BUDGET: pd.to_numeric(_column(runs, param_column(FLOPS_BUDGET)), errors="coerce"),
     }, index=runs.index)
     return frame.reset_index(drop=True)
+
+
+def frontier(frame: pd.DataFrame) -> pd.DataFrame:
+    """The compute frontier: per family and nominal budget, the runs of the preset with the lowest
+    mean loss over seeds, with their BUDGET column. A law of loss against compute describes the best
+    size at each budget; pooling every size would fit models that one budget leaves at very
+    different losses, so the curve would follow the mix of sizes, not compute."""
+    data = frame.dropna(subset=[BUDGET, LOSS, FAMILY, PRESET])
+    if data.empty:
+        return data
+    means = data.groupby([FAMILY, BUDGET, PRESET], sort=True)[LOSS].mean().reset_index()
+    best = means.loc[means.groupby([FAMILY, BUDGET])[LOSS].idxmin(), [FAMILY, BUDGET, PRESET]]
+    return data.merge(best, on=[FAMILY, BUDGET, PRESET]).sort_values([FAMILY, BUDGET, SEED])
 
 
 def _label_column(runs: pd.DataFrame, family_col: str) -> pd.Series:
