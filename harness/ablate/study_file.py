@@ -37,7 +37,7 @@ import yaml
 from harness.ablate.arms import Arm, parse_arms
 from harness.errors import ConfigError
 from harness.runs.config import SECTIONS, RunConfig, build_run_config
-from harness.runs.records import OBJECTIVES
+from harness.runs.records import FLOPS_BUDGET, OBJECTIVES, SECONDS_BUDGET
 from harness.validate import check_choice, check_int, check_number
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -135,10 +135,10 @@ class Study:
 
     def _budget_values(self) -> dict[str, Any]:
         if self.budget == "flops":
-            return {"train.flops_budget": self.budget_amount,
+            return {FLOPS_BUDGET: self.budget_amount,
                     "train.validations": self.validations}
         if self.budget == "seconds":
-            return {"train.seconds_budget": self.budget_amount}
+            return {SECONDS_BUDGET: self.budget_amount}
         return {}
 
     def digest(self) -> str:

@@ -12,21 +12,21 @@ from pathlib import Path
 
 from harness.report.cells import StudyInfo, standard_error
 from harness.report.reader import StudyRecords
+from harness.runs.records import FLOPS_BUDGET, SECONDS_BUDGET
 
 SWEEP_FILE = "sweeps.png"
 SCALING_FILE = "scaling_flops.png"
-MIN_BUDGETS = 4  # a family's power law has three free parameters: fit it on four budgets or more
 
 
 def budget_sentence(info: StudyInfo) -> str:
     """Which resource every run held fixed, in words."""
     amount = info.budget_amount
     # a grid axis over the budget overrides the study's amount per cell
-    if info.budget == "flops" and "train.flops_budget" in info.axis_names:
+    if info.budget == "flops" and FLOPS_BUDGET in info.axis_names:
         return ("equal training FLOPs within each train.flops_budget (3x the exact forward count "
                 "per token, models/cost.py's convention), so each cell ran the steps that spend "
                 "its budget")
-    if info.budget == "seconds" and "train.seconds_budget" in info.axis_names:
+    if info.budget == "seconds" and SECONDS_BUDGET in info.axis_names:
         return ("equal time within each train.seconds_budget (seconds of optimiser steps; "
                 "validation, checkpoints and logging not counted)")
     if info.budget == "flops" and amount:
@@ -79,13 +79,14 @@ def sweep_figure(info: StudyInfo):
 def scaling_section(records: StudyRecords, out: Path, dpi: int) -> tuple[list[str], Path | None]:
     """The compute frontier (each family's best size per training-FLOPs budget), its gap between
     two families per budget, per-family fits of L(C) = E + A C^-alpha to it where it spans
-    MIN_BUDGETS budgets, the figure and where the fitted curves cross. Empty where no family
+    scaling.MIN_POINTS budgets, the figure and where the fitted curves cross. Empty where no family
     ran at two budgets or more."""
     from harness.report.resource_plots import scaling_plot
     from harness.report.scaling import (
         BUDGET,
         FAMILY,
         LOSS,
+        MIN_POINTS,
         PRESET,
         bootstrap_fit,
         crossing,
@@ -117,10 +118,10 @@ def scaling_section(records: StudyRecords, out: Path, dpi: int) -> tuple[list[st
         if part[PRESET].nunique() == 1 and part[BUDGET].nunique() > 1:
             lines.append(f"- {family}: {part[PRESET].iloc[0]} is best at every budget, so its "
                          "frontier follows one size: no larger size paid off within these budgets")
-        if part[BUDGET].nunique() < MIN_BUDGETS:
+        if part[BUDGET].nunique() < MIN_POINTS:
             lines.append(f"- {family}: no power law fitted: its frontier spans "
                          f"{part[BUDGET].nunique()} budgets, and E, A and alpha are three free "
-                         f"parameters (a fit needs {MIN_BUDGETS} budgets or more)")
+                         f"parameters (a fit needs {MIN_POINTS} budgets or more)")
             continue
         try:
             fit = bootstrap_fit(part, BUDGET)

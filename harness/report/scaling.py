@@ -36,8 +36,7 @@ RESOURCES = {  # column -> its axis label
     PARAMS: "non-embedding parameters",
     BUDGET: "training-FLOPs budget",
 }
-FLOPS_BUDGET = "train.flops_budget"
-_MIN_POINTS = 4  # three free parameters: with three points the fit is exact and tells nothing
+MIN_POINTS = 4  # three free parameters: with three points the fit is exact and tells nothing
 _ALPHA_MAX = 3.0
 _TINY = 1e-12  # lower bound standing in for "> 0" (curve_fit's bounds are inclusive)
 _GRID = 512  # log-spaced points searched for a sign change before brentq refines it
@@ -123,8 +122,8 @@ def _clean(c: Sequence[float], loss: Sequence[float]) -> tuple[np.ndarray, np.nd
     c, loss = np.asarray(c, dtype=float), np.asarray(loss, dtype=float)
     keep = np.isfinite(c) & np.isfinite(loss) & (c > 0)
     c, loss = c[keep], loss[keep]
-    if len(np.unique(c)) < _MIN_POINTS:
-        raise ValueError(f"a power law needs at least {_MIN_POINTS} distinct resource values, "
+    if len(np.unique(c)) < MIN_POINTS:
+        raise ValueError(f"a power law needs at least {MIN_POINTS} distinct resource values, "
                          f"got {len(np.unique(c))}")
     return c, loss
 
@@ -250,7 +249,7 @@ def scaling_frame(records: StudyRecords, family_col: str = "kind") -> pd.DataFra
         FLOPS: _number(runs, contract.BUDGET_FLOPS_USED),
         SECONDS: _number(runs, contract.BUDGET_SECONDS_USED),
         PARAMS: params.fillna(_number(runs, contract.PARAMS)),
-        BUDGET: pd.to_numeric(_column(runs, param_column(FLOPS_BUDGET)), errors="coerce"),
+        BUDGET: pd.to_numeric(_column(runs, param_column(contract.FLOPS_BUDGET)), errors="coerce"),
     }, index=runs.index)
     return frame.reset_index(drop=True)
 
